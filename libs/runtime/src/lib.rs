@@ -1,1 +1,14 @@
-//! placeholder
+//! clm-runtime: what every clm gRPC server shares: one tower stack, health, reflection,
+//! gRPC-Web, graceful shutdown, and the suite-wide error type with its single mapping to
+//! `tonic::Status`.
+#![forbid(unsafe_code)]
+
+mod error;
+mod server;
+mod shutdown;
+mod tenant;
+
+pub use error::{Error, ErrorCode, FieldViolation};
+pub use server::{DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, serve};
+pub use shutdown::{Shutdown, wait_for_signal};
+pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, tenant_of};

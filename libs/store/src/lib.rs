@@ -1,1 +1,108 @@
-//! placeholder
+//! clm-store: connects a service to its database (an SQLite file under the data directory
+//! by default, or its own schema in PostgreSQL) and runs its migrations.
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+pub use sea_orm::DbErr;
+
+/// Errors while opening a database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not a PostgreSQL URL.
+    #[error("database url must start with postgres:// or postgresql:// (got scheme {0:?})")]
+    UnsupportedUrl(String),
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database refused the connection or a statement.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Where a service keeps its data.
+#[derive(Debug, Clone)]
+pub enum Location<'a> {
+    /// The embedded default: `<dir>/<service>.db`.
+    DataDir(&'a Path),
+    /// A PostgreSQL database; the service keeps its tables in a schema named after it.
+    Postgres(&'a str),
+}
+
+/// Opens the database of `service` (a short name such as `contacts`).
+pub async fn connect(service: &str, location: Location<'_>) -> Result<DatabaseConnection, StoreError> {
+    match location {
+        Location::DataDir(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let path = dir.join(format!("{service}.db"));
+            connect_sqlite(&path).await
+        }
+        Location::Postgres(url) => connect_postgres(url, service).await,
+    }
+}
+
+async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
+    let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+    options
+        .max_connections(8)
+        .min_connections(1)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            // WAL lets readers run beside the writer; FULL keeps an acknowledged write
+            // durable across a power loss, not only a process crash.
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Ok(Database::connect(options).await?)
+}
+
+async fn connect_postgres(url: &str, schema: &str) -> Result<DatabaseConnection, StoreError> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    if scheme != "postgres" && scheme != "postgresql" {
+        return Err(StoreError::UnsupportedUrl(scheme.to_owned()));
+    }
+    // The schema must exist before connections that search it are opened.
+    {
+        let mut admin = ConnectOptions::new(url.to_owned());
+        admin.max_connections(1).sqlx_logging(false);
+        let admin = Database::connect(admin).await?;
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .await?;
+        admin.close().await?;
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(16)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .set_schema_search_path(schema.to_owned());
+    Ok(Database::connect(options).await?)
+}
+
+/// Applies every pending migration of `M`.
+pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), StoreError> {
+    M::up(db, None).await?;
+    Ok(())
+}
+
+/// True when `db` is PostgreSQL.
+pub fn is_postgres(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}

@@ -1,1 +1,99 @@
-//! placeholder
+//! clm-telemetry: tracing set-up, OTLP export, and W3C trace-context propagation for
+//! every clm server and client.
+#![forbid(unsafe_code)]
+
+mod propagation;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+
+pub use propagation::{TraceContextInterceptor, inject_context, server_span};
+
+/// Flushes and shuts down span export when dropped; keep it alive until the process ends.
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("span export did not shut down cleanly: {error}");
+        }
+    }
+}
+
+/// Errors while setting up telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The OTLP exporter could not be built.
+    #[error("otlp exporter: {0}")]
+    Exporter(String),
+    /// A global subscriber was already installed.
+    #[error("tracing subscriber: {0}")]
+    Subscriber(String),
+}
+
+/// Installs the global tracing subscriber: logs to stderr (JSON when `CLM_LOG_FORMAT=json`,
+/// level from `RUST_LOG`, default `info`), and spans exported over OTLP/gRPC when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set. `default_service_name` is used unless
+/// `OTEL_SERVICE_NAME` says otherwise. Must be called inside a Tokio runtime.
+pub fn init(default_service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    // The log layer gets its own filter: a global filter would also starve the
+    // OpenTelemetry layer, and trace ids would come out all zero.
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("CLM_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let log_layer = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter)
+            .boxed()
+    };
+
+    let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(otlp_provider(default_service_name)?),
+        _ => None,
+    };
+    let otel_layer = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("clm"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(log_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    Ok(TelemetryGuard { provider })
+}
+
+fn otlp_provider(default_service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    // The default detectors read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(default_service_name.to_owned());
+    }
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource.build())
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(provider)
+}

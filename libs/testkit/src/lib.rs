@@ -1,1 +1,173 @@
-//! placeholder
+//! clm-testkit: a fresh database per test on every backend the environment offers.
+//!
+//! SQLite always runs. PostgreSQL runs when `CLM_TEST_DATABASE_URL` is set: each test then
+//! creates its own database on that server and drops it afterwards, and a server that
+//! cannot be reached fails the test instead of skipping it.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use sea_orm::{ConnectionTrait, Database};
+
+/// The environment variable naming the PostgreSQL server tests may use.
+pub const TEST_DATABASE_URL: &str = "CLM_TEST_DATABASE_URL";
+
+/// The database backends a persistence test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file in a fresh temporary directory.
+    Sqlite,
+    /// A fresh database on the server of `CLM_TEST_DATABASE_URL`.
+    Postgres,
+}
+
+/// A database that exists for one test and is removed when dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    backend: Backend,
+    dir: PathBuf,
+    /// The server URL, the test database's name, and its URL.
+    postgres: Option<(String, String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh database of `backend`, or `None` for PostgreSQL when `CLM_TEST_DATABASE_URL`
+    /// is not set. Panics when the server is configured but cannot be reached.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("clm-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create a temporary data directory");
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let Ok(server) = std::env::var(TEST_DATABASE_URL) else {
+                    eprintln!("{TEST_DATABASE_URL} is not set: the PostgreSQL variant does not run");
+                    return None;
+                };
+                let name = format!("clm_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = Database::connect(server.as_str())
+                    .await
+                    .unwrap_or_else(|e| panic!("{TEST_DATABASE_URL} is set but unreachable: {e}"));
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create the test database");
+                admin.close().await.expect("close the admin connection");
+                let url = with_database(&server, &name);
+                Some((server, name, url))
+            }
+        };
+        Some(Self {
+            backend,
+            dir,
+            postgres,
+        })
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The data directory (used for SQLite files).
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The PostgreSQL URL of the test database, for the PostgreSQL backend.
+    pub fn database_url(&self) -> Option<String> {
+        self.postgres.as_ref().map(|(_, _, url)| url.clone())
+    }
+
+    /// Where the service under test keeps its data.
+    pub fn location(&self) -> clm_store::Location<'_> {
+        match &self.postgres {
+            Some((_, _, url)) => clm_store::Location::Postgres(url),
+            None => clm_store::Location::DataDir(&self.dir),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((server, name, _)) = self.postgres.take() {
+            // Drop runs inside or outside a runtime: use a thread with its own.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime to drop the test database");
+                runtime.block_on(async {
+                    let admin = Database::connect(server.as_str()).await?;
+                    admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await?;
+                    admin.close().await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop a test database: {dropped:?}");
+            }
+        }
+    }
+}
+
+/// `server` with its database path replaced by `name`, keeping the query string.
+fn with_database(server: &str, name: &str) -> String {
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let authority_end = base
+        .find("://")
+        .map_or(0, |i| i + 3 + base[i + 3..].find('/').unwrap_or(base.len() - i - 3));
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Declares one async test per backend: `backend_tests!(name, |db| async move { ... })`
+/// yields `name::sqlite` and `name::postgres`, each given a fresh [`TestDatabase`].
+#[macro_export]
+macro_rules! backend_tests {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = $crate::TestDatabase::new($crate::Backend::Sqlite)
+                    .await
+                    .expect("sqlite is always available");
+                ($body)(db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::TestDatabase::new($crate::Backend::Postgres).await {
+                    ($body)(db).await;
+                }
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/db?sslmode=disable", "t2"),
+            "postgres://u:p@h:1/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
+}

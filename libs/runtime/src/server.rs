@@ -1,0 +1,114 @@
+//! `serve()`: the one way a clm service is put on the network.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::Shutdown;
+
+/// Limits and timings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Upper bound of a request's run time; a shorter `grpc-timeout` from the caller wins.
+    pub request_timeout: Duration,
+    /// Requests handled at once across all connections; beyond it requests are shed with
+    /// RESOURCE_EXHAUSTED instead of queueing.
+    pub concurrency_limit: usize,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub grace_period: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit: 1024,
+            grace_period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The largest encoded message a server accepts, unless a service chooses otherwise.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Serves `routes` on `listener` until `shutdown` is triggered.
+///
+/// `service_names` are the fully qualified gRPC services in `routes`: each is reported
+/// SERVING by the standard health service once the server accepts connections, and listed
+/// by reflection. When shutdown begins, every one turns NOT_SERVING, the listener closes,
+/// and in-flight requests get `grace_period` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    mut routes: Routes,
+    service_names: &[&str],
+    options: &ServeOptions,
+    shutdown: Shutdown,
+) -> Result<(), crate::Error> {
+    let internal = |e: &dyn std::fmt::Display| {
+        crate::Error::new(crate::ErrorCode::Internal, format!("server: {e}"))
+    };
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(clm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    for name in service_names {
+        reflection = reflection.with_service_name(*name);
+    }
+    let reflection = reflection.build_v1().map_err(|e| internal(&e))?;
+    routes = routes.add_service(health).add_service(reflection);
+
+    let layers = tower::ServiceBuilder::new()
+        .load_shed()
+        .concurrency_limit(options.concurrency_limit)
+        .into_inner();
+    let router = Server::builder()
+        .timeout(options.request_timeout)
+        .accept_http1(true)
+        .trace_fn(clm_telemetry::server_span)
+        .layer(layers)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes);
+
+    for name in service_names {
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    reporter.set_service_status("", ServingStatus::Serving).await;
+
+    let draining = {
+        let shutdown = shutdown.clone();
+        let reporter = reporter.clone();
+        let names: Vec<String> = service_names.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            shutdown.wait().await;
+            for name in &names {
+                reporter
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            reporter.set_service_status("", ServingStatus::NotServing).await;
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result.map_err(|e| internal(&e)),
+        () = shutdown.wait() => {}
+    }
+    match tokio::time::timeout(options.grace_period, server).await {
+        Ok(result) => result.map_err(|e| internal(&e)),
+        Err(_) => {
+            tracing::warn!(
+                grace_period_ms = options.grace_period.as_millis() as u64,
+                "grace period over, dropping requests still running"
+            );
+            Ok(())
+        }
+    }
+}

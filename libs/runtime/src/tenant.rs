@@ -1,0 +1,29 @@
+//! Which tenant a request acts for.
+
+use crate::Error;
+
+/// The metadata key that names the tenant while the suite runs without auth.
+pub const TENANT_METADATA_KEY: &str = "x-tenant-id";
+/// The tenant of a request that names none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The request's tenant: `x-tenant-id` (1 to 64 characters of `[A-Za-z0-9_-]`), or
+/// `default` when absent.
+pub fn tenant_of(metadata: &tonic::metadata::MetadataMap) -> Result<String, Error> {
+    let Some(value) = metadata.get(TENANT_METADATA_KEY) else {
+        return Ok(DEFAULT_TENANT.to_owned());
+    };
+    let tenant = value.to_str().unwrap_or_default();
+    let valid = (1..=64).contains(&tenant.len())
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(tenant.to_owned())
+    } else {
+        Err(Error::invalid_field(
+            TENANT_METADATA_KEY,
+            "must be 1 to 64 characters of letters, digits, '-' and '_'",
+        ))
+    }
+}
