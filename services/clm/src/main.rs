@@ -1,1 +1,26 @@
-fn main() {}
+//! The `clm` command: runs the suite or one service, migrates, and talks to a running suite.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod client;
+mod run;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("clm: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("clm: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

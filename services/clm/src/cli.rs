@@ -1,0 +1,232 @@
+//! Command-line arguments; every option has a `CLM_*` environment equivalent.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// clm: customer lifecycle management, as four gRPC services.
+#[derive(Debug, Parser)]
+#[command(name = "clm", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the whole suite in one process (embedded SQLite under --data-dir by default).
+    Up(UpArgs),
+    /// Run one service, for deployment.
+    Serve(ServeArgs),
+    /// Apply pending database migrations of every service, then exit.
+    Migrate(StoreArgs),
+    /// Manage contacts in a running suite.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Record and list interactions in a running suite.
+    #[command(subcommand)]
+    Interactions(InteractionsCommand),
+}
+
+/// Where services keep their data.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct StoreArgs {
+    /// Data directory of the embedded default (one SQLite file per service).
+    #[arg(long, env = "CLM_DATA_DIR", default_value = "./clm-data")]
+    pub(crate) data_dir: PathBuf,
+    /// PostgreSQL URL; each service keeps its tables in its own schema.
+    #[arg(long, env = "CLM_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+}
+
+/// Options every server shares.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ServerArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Do not apply migrations at start-up.
+    #[arg(long, env = "CLM_NO_MIGRATE")]
+    pub(crate) no_migrate: bool,
+    /// Secret for signing page tokens (random per process when unset).
+    #[arg(long, env = "CLM_PAGE_TOKEN_SECRET", hide_env_values = true)]
+    pub(crate) page_token_secret: Option<String>,
+    /// Upper bound on a request's run time, in seconds (a shorter grpc-timeout wins).
+    #[arg(long, env = "CLM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub(crate) request_timeout_secs: u64,
+    /// Requests handled at once per service; more are shed with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CLM_CONCURRENCY_LIMIT", default_value_t = 1024)]
+    pub(crate) concurrency_limit: usize,
+    /// Largest request message, in bytes.
+    #[arg(long, env = "CLM_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub(crate) max_message_bytes: usize,
+    /// Seconds in-flight requests may run on after SIGTERM or ctrl-c.
+    #[arg(long, env = "CLM_GRACE_PERIOD_SECS", default_value_t = 10)]
+    pub(crate) grace_period_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// Address of the contacts service.
+    #[arg(long, env = "CLM_CONTACTS_ADDR", default_value = "127.0.0.1:50051")]
+    pub(crate) contacts_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Service {
+    /// People, their timeline, imports, merges, erasure.
+    Contacts,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The service to run.
+    pub(crate) service: Service,
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// gRPC address (default: the service's port on loopback, e.g. 127.0.0.1:50051).
+    #[arg(long, env = "CLM_LISTEN_ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+}
+
+/// How client commands reach the suite.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// Address of the contacts service.
+    #[arg(long, env = "CLM_CONTACTS_ADDR", default_value = "127.0.0.1:50051")]
+    pub(crate) contacts_addr: String,
+    /// The tenant to act for (sent as x-tenant-id).
+    #[arg(long, env = "CLM_TENANT", default_value = "default")]
+    pub(crate) tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContactsCommand {
+    /// Create a contact.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Email (required, unique in the tenant).
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        first_name: String,
+        #[arg(long, default_value = "")]
+        last_name: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+        #[arg(long, default_value = "")]
+        company: String,
+        #[arg(long, default_value = "")]
+        job_title: String,
+        /// ISO 3166-1 alpha-2 code.
+        #[arg(long, default_value = "")]
+        country: String,
+        #[arg(long, default_value = "")]
+        city: String,
+        #[arg(long, default_value = "")]
+        source: String,
+        #[arg(long, default_value = "")]
+        campaign: String,
+        /// A custom attribute, KEY=VALUE (repeatable).
+        #[arg(long = "attr", value_parser = parse_pair)]
+        attributes: Vec<(String, String)>,
+        /// The contact agreed to receive email.
+        #[arg(long)]
+        email_opt_in: bool,
+    },
+    /// Show one contact.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        id: String,
+    },
+    /// List contacts, optionally filtered.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Filter expression, e.g. 'country = "DE" AND job_title ~ "cto"'.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Order: created_at, updated_at, email, last_name, company or country, with optional " desc".
+        #[arg(long, default_value = "")]
+        order_by: String,
+        /// Contacts per page.
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        /// Fetch every page, not only the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Import contacts from a CSV file with a header row. Columns named like contact
+    /// fields fill them; any other column becomes an attribute.
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The CSV file.
+        file: PathBuf,
+        /// Update contacts whose email exists already (default: reject those rows).
+        #[arg(long)]
+        update_existing: bool,
+        /// Rows per stream message.
+        #[arg(long, default_value_t = 500)]
+        batch_size: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InteractionsCommand {
+    /// Record one interaction.
+    Record {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The interaction type (purchase, email_open, ...).
+        #[arg(long = "type")]
+        kind: String,
+        /// Idempotency key (default: a new UUIDv7).
+        #[arg(long)]
+        event_id: Option<String>,
+        /// When it happened: RFC 3339 or YYYY-MM-DD (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// Money involved, e.g. 49.90 (needs --currency).
+        #[arg(long, requires = "currency")]
+        value: Option<String>,
+        /// ISO 4217 currency of --value.
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long, default_value = "")]
+        campaign: String,
+        #[arg(long, default_value = "")]
+        channel: String,
+        /// A property, KEY=VALUE (repeatable).
+        #[arg(long = "prop", value_parser = parse_pair)]
+        properties: Vec<(String, String)>,
+    },
+    /// List a contact's timeline, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// Only these types (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Interactions per page.
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+    },
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}

@@ -1,0 +1,71 @@
+//! Client commands: call a running suite and print tables for people at a terminal.
+
+mod contacts;
+mod interactions;
+mod table;
+
+pub(crate) use contacts::contacts;
+pub(crate) use interactions::interactions;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+
+use crate::cli::ClientArgs;
+use crate::run::BoxError;
+
+/// Adds the tenant and the trace context to every call.
+#[derive(Clone)]
+pub(crate) struct CallContext {
+    tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl tonic::service::Interceptor for CallContext {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(clm_runtime::TENANT_METADATA_KEY, self.tenant.clone());
+        clm_telemetry::inject_context(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Channel, CallContext>>;
+
+/// A client of the contacts service.
+pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
+    let endpoint = if args.contacts_addr.contains("://") {
+        args.contacts_addr.clone()
+    } else {
+        format!("http://{}", args.contacts_addr)
+    };
+    let channel = Channel::from_shared(endpoint)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach contacts at {}: {e}", args.contacts_addr))?;
+    let context = CallContext {
+        tenant: args.tenant.parse()?,
+    };
+    Ok(ContactsServiceClient::with_interceptor(channel, context))
+}
+
+/// A status as a readable error, with its field violations.
+pub(crate) fn explain(status: tonic::Status) -> BoxError {
+    use tonic_types::StatusExt;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(bad) = status.get_details_bad_request() {
+        for v in bad.field_violations {
+            text.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    text.into()
+}
+
+/// A proto timestamp as RFC 3339 (UTC).
+pub(crate) fn show_time(t: Option<&prost_types::Timestamp>) -> String {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
