@@ -79,7 +79,9 @@ pub async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    reporter.set_service_status("", ServingStatus::Serving).await;
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
 
     let draining = {
         let shutdown = shutdown.clone();
@@ -92,7 +94,9 @@ pub async fn serve(
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
-            reporter.set_service_status("", ServingStatus::NotServing).await;
+            reporter
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
         }
     };
     let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining);

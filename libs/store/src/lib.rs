@@ -39,7 +39,10 @@ pub enum Location<'a> {
 }
 
 /// Opens the database of `service` (a short name such as `contacts`).
-pub async fn connect(service: &str, location: Location<'_>) -> Result<DatabaseConnection, StoreError> {
+pub async fn connect(
+    service: &str,
+    location: Location<'_>,
+) -> Result<DatabaseConnection, StoreError> {
     match location {
         Location::DataDir(dir) => {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {

@@ -40,7 +40,9 @@ impl TestDatabase {
             Backend::Sqlite => None,
             Backend::Postgres => {
                 let Ok(server) = std::env::var(TEST_DATABASE_URL) else {
-                    eprintln!("{TEST_DATABASE_URL} is not set: the PostgreSQL variant does not run");
+                    eprintln!(
+                        "{TEST_DATABASE_URL} is not set: the PostgreSQL variant does not run"
+                    );
                     return None;
                 };
                 let name = format!("clm_test_{}", uuid::Uuid::now_v7().simple());
@@ -100,7 +102,9 @@ impl Drop for TestDatabase {
                 runtime.block_on(async {
                     let admin = Database::connect(server.as_str()).await?;
                     admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
                         .await?;
                     admin.close().await
                 })
@@ -115,10 +119,12 @@ impl Drop for TestDatabase {
 
 /// `server` with its database path replaced by `name`, keeping the query string.
 fn with_database(server: &str, name: &str) -> String {
-    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
-    let authority_end = base
-        .find("://")
-        .map_or(0, |i| i + 3 + base[i + 3..].find('/').unwrap_or(base.len() - i - 3));
+    let (base, query) = server
+        .split_once('?')
+        .map_or((server, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| {
+        i + 3 + base[i + 3..].find('/').unwrap_or(base.len() - i - 3)
+    });
     let mut url = format!("{}/{name}", &base[..authority_end]);
     if let Some(query) = query {
         url.push('?');

@@ -102,6 +102,8 @@ pub(crate) struct ClientArgs {
     pub(crate) tenant: String,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContactsCommand {
     /// Create a contact.

@@ -20,9 +20,11 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let Service::Contacts = args.service;
             let _telemetry = clm_telemetry::init("clm-contacts")?;
             let started = Instant::now();
-            let listen = args
-                .listen
-                .unwrap_or_else(|| clm_contacts::DEFAULT_LISTEN.parse().expect("a valid default address"));
+            let listen = args.listen.unwrap_or_else(|| {
+                clm_contacts::DEFAULT_LISTEN
+                    .parse()
+                    .expect("a valid default address")
+            });
             let contacts = contacts_app(&args.server, listen).await?;
             run_services(vec![contacts], started).await
         }
@@ -60,7 +62,10 @@ fn warn_if_exposed(addr: std::net::SocketAddr) {
     }
 }
 
-async fn run_services(apps: Vec<clm_contacts::Application>, started: Instant) -> Result<(), BoxError> {
+async fn run_services(
+    apps: Vec<clm_contacts::Application>,
+    started: Instant,
+) -> Result<(), BoxError> {
     let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     for app in apps {
@@ -69,7 +74,10 @@ async fn run_services(apps: Vec<clm_contacts::Application>, started: Instant) ->
         let shutdown = shutdown.clone();
         tasks.spawn(async move { app.run_until_stopped(shutdown).await });
     }
-    tracing::info!(startup_ms = started.elapsed().as_millis() as u64, "suite started");
+    tracing::info!(
+        startup_ms = started.elapsed().as_millis() as u64,
+        "suite started"
+    );
     tokio::select! {
         () = clm_runtime::wait_for_signal() => shutdown.trigger(),
         Some(result) = tasks.join_next() => {

@@ -78,7 +78,10 @@ pub(crate) fn contact_to_proto(c: Contact) -> pb::Contact {
 }
 
 /// The domain interaction, and whether `occurred_at` was given (and in range).
-pub(crate) fn interaction_from_proto(i: pb::Interaction, recorded_at: Micros) -> (Interaction, bool) {
+pub(crate) fn interaction_from_proto(
+    i: pb::Interaction,
+    recorded_at: Micros,
+) -> (Interaction, bool) {
     let occurred_at = i.occurred_at.as_ref().and_then(micros);
     let interaction = Interaction {
         event_id: i.event_id,
@@ -115,7 +118,11 @@ pub(crate) fn interaction_to_proto(i: Interaction) -> pb::Interaction {
 }
 
 pub(crate) fn rejected(index: u64, field: String, reason: String) -> common::RejectedItem {
-    common::RejectedItem { index, reason, field }
+    common::RejectedItem {
+        index,
+        reason,
+        field,
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +134,19 @@ mod tests {
         for m in [0, 1, -1, 1_767_225_600_123_456, -86_400_000_001] {
             assert_eq!(micros(&timestamp(m)), Some(m));
         }
-        assert_eq!(micros(&Timestamp { seconds: 0, nanos: -1 }), None);
-        assert_eq!(micros(&Timestamp { seconds: i64::MAX, nanos: 0 }), None);
+        assert_eq!(
+            micros(&Timestamp {
+                seconds: 0,
+                nanos: -1
+            }),
+            None
+        );
+        assert_eq!(
+            micros(&Timestamp {
+                seconds: i64::MAX,
+                nanos: 0
+            }),
+            None
+        );
     }
 }

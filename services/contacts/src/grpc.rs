@@ -59,11 +59,19 @@ fn page_size(requested: i32) -> Result<u64, Status> {
     match requested {
         0 => Ok(DEFAULT_PAGE_SIZE as u64),
         1..=MAX_PAGE_SIZE => Ok(requested as u64),
-        _ => Err(Error::invalid_field("page_size", "must be between 1 and 1000 (0 for the default of 100)").into()),
+        _ => Err(Error::invalid_field(
+            "page_size",
+            "must be between 1 and 1000 (0 for the default of 100)",
+        )
+        .into()),
     }
 }
 
-fn open_token(tokens: &PageTokens, scope: &str, token: &str) -> Result<Option<crate::domain::page_token::Cursor>, Status> {
+fn open_token(
+    tokens: &PageTokens,
+    scope: &str,
+    token: &str,
+) -> Result<Option<crate::domain::page_token::Cursor>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -89,7 +97,10 @@ impl Rejections {
     }
 
     fn push_invalid(&mut self, index: u64, violations: &[FieldViolation]) {
-        let field = violations.first().map(|v| v.field.clone()).unwrap_or_default();
+        let field = violations
+            .first()
+            .map(|v| v.field.clone())
+            .unwrap_or_default();
         self.push(index, field, describe(violations));
     }
 }
@@ -103,7 +114,11 @@ fn describe(violations: &[FieldViolation]) -> String {
 }
 
 fn batch_too_large(field: &str, len: usize) -> Status {
-    Error::invalid_field(field, format!("has {len} elements; send at most {MAX_BATCH} per message")).into()
+    Error::invalid_field(
+        field,
+        format!("has {len} elements; send at most {MAX_BATCH} per message"),
+    )
+    .into()
 }
 
 #[tonic::async_trait]
@@ -119,7 +134,10 @@ impl ContactsService for ContactsApi {
             .ok_or_else(|| Status::from(Error::invalid_field("contact", "is required")))?;
         let fields = normalise(fields_from_proto(contact), "contact").map_err(status)?;
         let contact = new_contact(fields, time::now());
-        self.store.create_contact(&tenant, &contact).await.map_err(status)?;
+        self.store
+            .create_contact(&tenant, &contact)
+            .await
+            .map_err(status)?;
         tracing::info!(contact_id = %contact.id, "contact created");
         Ok(Response::new(pb::CreateContactResponse {
             contact: Some(contact_to_proto(contact)),
@@ -198,7 +216,10 @@ impl ContactsService for ContactsApi {
                 "must be one of created_at, updated_at, email, last_name, company, country, optionally followed by desc",
             ))
         })?;
-        let scope = PageTokens::scope(&tenant, &["contacts", &request.filter, &format!("{order:?}")]);
+        let scope = PageTokens::scope(
+            &tenant,
+            &["contacts", &request.filter, &format!("{order:?}")],
+        );
         let after = open_token(&self.tokens, &scope, &request.page_token)?;
         let mut contacts = self
             .store
@@ -230,7 +251,12 @@ impl ContactsService for ContactsApi {
         required_id(&request.duplicate_id, "duplicate_id")?;
         let (contact, moved) = self
             .store
-            .merge_contacts(&tenant, &request.survivor_id, &request.duplicate_id, time::now())
+            .merge_contacts(
+                &tenant,
+                &request.survivor_id,
+                &request.duplicate_id,
+                time::now(),
+            )
             .await
             .map_err(status)?;
         tracing::info!(survivor_id = %request.survivor_id, duplicate_id = %request.duplicate_id, moved, "contacts merged");
@@ -278,7 +304,12 @@ impl ContactsService for ContactsApi {
         }
         reply.rejected = rejections.count;
         reply.rejected_rows = rejections.listed;
-        tracing::info!(created = reply.created, updated = reply.updated, rejected = reply.rejected, "import finished");
+        tracing::info!(
+            created = reply.created,
+            updated = reply.updated,
+            rejected = reply.rejected,
+            "import finished"
+        );
         Ok(Response::new(reply))
     }
 
@@ -306,9 +337,13 @@ impl ContactsService for ContactsApi {
             .map_err(status)?;
         if !outcome.rejected.is_empty() {
             // The only reason a valid interaction is refused: its contact is gone.
-            return Err(status(self.store.get_contact(&tenant, &contact_id).await.err().unwrap_or(
-                ContactsError::ContactNotFound(contact_id),
-            )));
+            return Err(status(
+                self.store
+                    .get_contact(&tenant, &contact_id)
+                    .await
+                    .err()
+                    .unwrap_or(ContactsError::ContactNotFound(contact_id)),
+            ));
         }
         let duplicate = outcome.accepted.is_empty();
         let stored = self
@@ -340,7 +375,8 @@ impl ContactsService for ContactsApi {
             let mut batch = Vec::with_capacity(message.interactions.len());
             for proto in message.interactions {
                 let (item, given) = interaction_from_proto(proto, now);
-                let violations = interaction::validate(&item, given, &format!("interactions[{index}]"), now);
+                let violations =
+                    interaction::validate(&item, given, &format!("interactions[{index}]"), now);
                 if violations.is_empty() {
                     batch.push((index, item));
                 } else {
@@ -348,7 +384,11 @@ impl ContactsService for ContactsApi {
                 }
                 index += 1;
             }
-            let outcome = self.store.record_interactions(&tenant, batch).await.map_err(status)?;
+            let outcome = self
+                .store
+                .record_interactions(&tenant, batch)
+                .await
+                .map_err(status)?;
             reply.accepted += outcome.accepted.len() as u64;
             reply.duplicates += outcome.duplicates;
             for (i, reason) in outcome.rejected {
@@ -378,11 +418,20 @@ impl ContactsService for ContactsApi {
             .map_err(status)?;
         let mut types = request.types.clone();
         types.sort();
-        let scope = PageTokens::scope(&tenant, &["interactions", &request.contact_id, &types.join(",")]);
+        let scope = PageTokens::scope(
+            &tenant,
+            &["interactions", &request.contact_id, &types.join(",")],
+        );
         let after = open_token(&self.tokens, &scope, &request.page_token)?;
         let mut items = self
             .store
-            .list_interactions(&tenant, &request.contact_id, &types, after.as_ref(), limit + 1)
+            .list_interactions(
+                &tenant,
+                &request.contact_id,
+                &types,
+                after.as_ref(),
+                limit + 1,
+            )
             .await
             .map_err(status)?;
         let next_page_token = if items.len() as u64 > limit {

@@ -100,20 +100,26 @@ impl Application {
     }
 
     /// Binds the listener over an already opened database.
-    pub async fn with_database(config: Config, db: sea_orm::DatabaseConnection) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+    pub async fn with_database(
+        config: Config,
+        db: sea_orm::DatabaseConnection,
+    ) -> Result<Self, StartError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
         })?;
         let secret = config.page_token_secret.clone().map_or_else(
             || {
-                tracing::warn!("no page-token secret configured: page tokens will not survive a restart");
+                tracing::warn!(
+                    "no page-token secret configured: page tokens will not survive a restart"
+                );
                 rand::random::<[u8; 32]>().to_vec()
             },
             String::into_bytes,

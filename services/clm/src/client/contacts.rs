@@ -47,9 +47,11 @@ pub(crate) async fn contacts(command: ContactsCommand) -> Result<(), BoxError> {
             };
             let mut api = connect_contacts(&client).await?;
             let created = api
-                .create_contact(pb::CreateContactRequest { contact: Some(contact) })
+                .create_contact(pb::CreateContactRequest {
+                    contact: Some(contact),
+                })
                 .await
-                .map_err(explain)?
+                .map_err(|s| explain(&s))?
                 .into_inner();
             print_one(created.contact.unwrap_or_default());
         }
@@ -58,7 +60,7 @@ pub(crate) async fn contacts(command: ContactsCommand) -> Result<(), BoxError> {
             let found = api
                 .get_contact(pb::GetContactRequest { id })
                 .await
-                .map_err(explain)?
+                .map_err(|s| explain(&s))?
                 .into_inner();
             print_one(found.contact.unwrap_or_default());
         }
@@ -82,14 +84,16 @@ pub(crate) async fn contacts(command: ContactsCommand) -> Result<(), BoxError> {
                         page_token,
                     })
                     .await
-                    .map_err(explain)?
+                    .map_err(|s| explain(&s))?
                     .into_inner();
                 count += page.contacts.len();
                 for c in page.contacts {
                     rows.add_row(vec![
                         c.id,
                         c.email,
-                        format!("{} {}", c.first_name, c.last_name).trim().to_owned(),
+                        format!("{} {}", c.first_name, c.last_name)
+                            .trim()
+                            .to_owned(),
                         c.company,
                         c.country,
                         show_time(c.created_at.as_ref()),
@@ -101,7 +105,11 @@ pub(crate) async fn contacts(command: ContactsCommand) -> Result<(), BoxError> {
                 }
             }
             println!("{rows}");
-            let more = if page_token.is_empty() { "" } else { " (more: use --all)" };
+            let more = if page_token.is_empty() {
+                ""
+            } else {
+                " (more: use --all)"
+            };
             println!("{count} contacts{more}");
         }
         ContactsCommand::Import {
@@ -109,7 +117,15 @@ pub(crate) async fn contacts(command: ContactsCommand) -> Result<(), BoxError> {
             file,
             update_existing,
             batch_size,
-        } => import(client, &file, update_existing, batch_size.clamp(1, clm_contacts::MAX_BATCH)).await?,
+        } => {
+            import(
+                client,
+                &file,
+                update_existing,
+                batch_size.clamp(1, clm_contacts::MAX_BATCH),
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -154,8 +170,13 @@ async fn import(
     let size = std::fs::metadata(file)
         .map_err(|e| format!("{}: {e}", file.display()))?
         .len();
-    let mut reader = csv::Reader::from_path(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let headers: Vec<String> = reader.headers()?.iter().map(|h| h.trim().to_owned()).collect();
+    let mut reader =
+        csv::Reader::from_path(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let headers: Vec<String> = reader
+        .headers()?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
     let mut api = connect_contacts(&client).await?;
 
     let progress = ProgressBar::new(size);
@@ -197,7 +218,7 @@ async fn import(
         .await;
     let rows = producer.await??;
     progress.finish_and_clear();
-    let reply = reply.map_err(explain)?.into_inner();
+    let reply = reply.map_err(|s| explain(&s))?.into_inner();
     let mut summary = table::new(&["rows", "created", "updated", "rejected"]);
     summary.add_row(vec![rows, reply.created, reply.updated, reply.rejected]);
     println!("{summary}");

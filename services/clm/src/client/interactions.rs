@@ -52,10 +52,14 @@ pub(crate) async fn interactions(command: InteractionsCommand) -> Result<(), Box
                     interaction: Some(interaction),
                 })
                 .await
-                .map_err(explain)?
+                .map_err(|s| explain(&s))?
                 .into_inner();
             let stored = reply.interaction.unwrap_or_default();
-            let state = if reply.duplicate { "duplicate (already stored)" } else { "recorded" };
+            let state = if reply.duplicate {
+                "duplicate (already stored)"
+            } else {
+                "recorded"
+            };
             println!("{state}: {}", stored.event_id);
         }
         InteractionsCommand::List {
@@ -73,9 +77,16 @@ pub(crate) async fn interactions(command: InteractionsCommand) -> Result<(), Box
                     page_token: String::new(),
                 })
                 .await
-                .map_err(explain)?
+                .map_err(|s| explain(&s))?
                 .into_inner();
-            let mut rows = table::new(&["occurred_at", "type", "value", "channel", "campaign", "event_id"]);
+            let mut rows = table::new(&[
+                "occurred_at",
+                "type",
+                "value",
+                "channel",
+                "campaign",
+                "event_id",
+            ]);
             let count = page.interactions.len();
             for i in page.interactions {
                 rows.add_row(vec![
@@ -100,14 +111,23 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, BoxError> {
     }
     let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| format!("--at {text:?} is neither RFC 3339 nor YYYY-MM-DD"))?;
-    Ok(date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+    Ok(date
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc())
 }
 
 /// "49.90" as 49_900_000 micros, exactly (no floating point).
 fn parse_micros(text: &str) -> Result<i64, BoxError> {
     let bad = || format!("--value {text:?} is not a decimal amount with at most 6 decimals");
     let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    if whole.is_empty() || fraction.len() > 6 || !whole.bytes().chain(fraction.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || fraction.len() > 6
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return Err(bad().into());
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
@@ -121,7 +141,12 @@ fn parse_micros(text: &str) -> Result<i64, BoxError> {
 fn format_money(m: &Money) -> String {
     let sign = if m.amount_micros < 0 { "-" } else { "" };
     let abs = m.amount_micros.unsigned_abs();
-    format!("{sign}{}.{:02} {}", abs / 1_000_000, (abs % 1_000_000) / 10_000, m.currency)
+    format!(
+        "{sign}{}.{:02} {}",
+        abs / 1_000_000,
+        (abs % 1_000_000) / 10_000,
+        m.currency
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,10 @@ pub(crate) struct CallContext {
 }
 
 impl tonic::service::Interceptor for CallContext {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert(clm_runtime::TENANT_METADATA_KEY, self.tenant.clone());
@@ -52,7 +55,7 @@ pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxE
 }
 
 /// A status as a readable error, with its field violations.
-pub(crate) fn explain(status: tonic::Status) -> BoxError {
+pub(crate) fn explain(status: &tonic::Status) -> BoxError {
     use tonic_types::StatusExt;
     let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(bad) = status.get_details_bad_request() {

@@ -136,7 +136,11 @@ impl ContactUpdate {
 
     /// Applies the update to `current`, stamping consent changes at `now`, and validates
     /// the result.
-    pub fn apply(&self, current: &ContactFields, now: Micros) -> Result<ContactFields, ContactsError> {
+    pub fn apply(
+        &self,
+        current: &ContactFields,
+        now: Micros,
+    ) -> Result<ContactFields, ContactsError> {
         let mut next = current.clone();
         let v = &self.values;
         for path in &self.paths {
@@ -176,7 +180,8 @@ impl ContactUpdate {
 /// Sets a channel's consent time when its flag changed and the caller gave none.
 pub fn stamp_consent(next: &mut Consent, before: Option<&Consent>, given: &Consent, now: Micros) {
     // A new contact starts from "no consent".
-    let (email_before, sms_before) = before.map_or((false, false), |b| (b.email_opt_in, b.sms_opt_in));
+    let (email_before, sms_before) =
+        before.map_or((false, false), |b| (b.email_opt_in, b.sms_opt_in));
     if email_before != next.email_opt_in {
         next.email_updated_at = given.email_updated_at.or(Some(now));
     }
@@ -190,7 +195,10 @@ pub fn stamp_consent(next: &mut Consent, before: Option<&Consent>, given: &Conse
 pub fn normalise(mut fields: ContactFields, prefix: &str) -> Result<ContactFields, ContactsError> {
     let mut violations = Vec::new();
     let mut bad = |field: &str, description: String| {
-        violations.push(FieldViolation::new(format!("{prefix}.{field}"), description));
+        violations.push(FieldViolation::new(
+            format!("{prefix}.{field}"),
+            description,
+        ));
     };
 
     fields.email = fields.email.trim().to_lowercase();
@@ -219,28 +227,44 @@ pub fn normalise(mut fields: ContactFields, prefix: &str) -> Result<ContactField
     }
     let phone_ok = fields.phone.is_empty()
         || (fields.phone.len() <= 32
-            && fields.phone.trim_start_matches('+').chars().any(|c| c.is_ascii_digit())
+            && fields
+                .phone
+                .trim_start_matches('+')
+                .chars()
+                .any(|c| c.is_ascii_digit())
             && fields
                 .phone
                 .char_indices()
                 .all(|(i, c)| c.is_ascii_digit() || " ()-.".contains(c) || (i == 0 && c == '+')));
     if !phone_ok {
-        bad("phone", "must be digits with an optional leading + (at most 32 characters)".to_owned());
+        bad(
+            "phone",
+            "must be digits with an optional leading + (at most 32 characters)".to_owned(),
+        );
     }
     fields.country = fields.country.to_ascii_uppercase();
-    if !fields.country.is_empty()
-        && !(fields.country.len() == 2 && fields.country.bytes().all(|b| b.is_ascii_uppercase()))
-    {
-        bad("country", "must be an ISO 3166-1 alpha-2 code such as \"DE\"".to_owned());
+    let country_ok = fields.country.is_empty()
+        || (fields.country.len() == 2 && fields.country.bytes().all(|b| b.is_ascii_uppercase()));
+    if !country_ok {
+        bad(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code such as \"DE\"".to_owned(),
+        );
     }
     if fields.attributes.len() > MAX_ATTRIBUTES {
-        bad("attributes", format!("has more than {MAX_ATTRIBUTES} entries"));
+        bad(
+            "attributes",
+            format!("has more than {MAX_ATTRIBUTES} entries"),
+        );
     }
     for (key, value) in &fields.attributes {
         if let Some(problem) = attribute_key_problem(key) {
             bad(&format!("attributes[{key:?}]"), problem.to_owned());
         } else if value.chars().count() > MAX_ATTRIBUTE_VALUE {
-            bad(&format!("attributes.{key}"), format!("is longer than {MAX_ATTRIBUTE_VALUE} characters"));
+            bad(
+                &format!("attributes.{key}"),
+                format!("is longer than {MAX_ATTRIBUTE_VALUE} characters"),
+            );
         }
     }
     if violations.is_empty() {
@@ -284,7 +308,10 @@ pub fn merge_fields(survivor: &ContactFields, duplicate: &ContactFields) -> Cont
         }
     }
     for (key, value) in &duplicate.attributes {
-        merged.attributes.entry(key.clone()).or_insert_with(|| value.clone());
+        merged
+            .attributes
+            .entry(key.clone())
+            .or_insert_with(|| value.clone());
     }
     merged
 }
@@ -317,7 +344,9 @@ mod tests {
     #[test]
     fn unknown_mask_path_is_refused() {
         assert!(ContactUpdate::new(vec!["id".into()], ContactFields::default()).is_err());
-        assert!(ContactUpdate::new(vec!["attributes.plan".into()], ContactFields::default()).is_ok());
+        assert!(
+            ContactUpdate::new(vec!["attributes.plan".into()], ContactFields::default()).is_ok()
+        );
     }
 
     #[test]
@@ -329,7 +358,8 @@ mod tests {
         let mut values = fields("other@example.com");
         values.city = "Berlin".into();
         values.consent.email_opt_in = true;
-        let update = ContactUpdate::new(vec!["city".into(), "consent.email_opt_in".into()], values).unwrap();
+        let update =
+            ContactUpdate::new(vec!["city".into(), "consent.email_opt_in".into()], values).unwrap();
         let next = update.apply(&current, 42).unwrap();
         assert_eq!(next.email, "ada@example.com");
         assert_eq!(next.first_name, "Ada");

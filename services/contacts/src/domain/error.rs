@@ -48,18 +48,20 @@ impl From<ContactsError> for Error {
         let message = error.to_string();
         match error {
             ContactsError::Invalid(violations) => Error::invalid(violations),
-            ContactsError::ContactNotFound(id) => {
-                Error::new(ErrorCode::NotFound, message).with_resource("clm.contacts.v1.Contact", id)
-            }
+            ContactsError::ContactNotFound(id) => Error::new(ErrorCode::NotFound, message)
+                .with_resource("clm.contacts.v1.Contact", id),
             ContactsError::ContactErased { id, merged_into } => {
                 let message = match merged_into {
                     Some(survivor) => format!("contact {id} was merged into {survivor}"),
                     None => message,
                 };
-                Error::new(ErrorCode::NotFound, message).with_resource("clm.contacts.v1.Contact", id)
+                Error::new(ErrorCode::NotFound, message)
+                    .with_resource("clm.contacts.v1.Contact", id)
             }
-            ContactsError::EmailTaken { existing_id } => Error::new(ErrorCode::AlreadyExists, message)
-                .with_resource("clm.contacts.v1.Contact", existing_id),
+            ContactsError::EmailTaken { existing_id } => {
+                Error::new(ErrorCode::AlreadyExists, message)
+                    .with_resource("clm.contacts.v1.Contact", existing_id)
+            }
             ContactsError::StaleEtag => Error::new(ErrorCode::Aborted, message),
             ContactsError::SelfMerge => Error::invalid_field("duplicate_id", message),
             ContactsError::Database(db) => {

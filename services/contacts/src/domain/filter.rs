@@ -313,7 +313,10 @@ impl Parser {
             (other, position) => {
                 return Err(FilterError {
                     position,
-                    message: format!("expected an operator after {field:?} but found {}", describe(&other)),
+                    message: format!(
+                        "expected an operator after {field:?} but found {}",
+                        describe(&other)
+                    ),
                 });
             }
         };
@@ -322,7 +325,10 @@ impl Parser {
             (other, position) => {
                 return Err(FilterError {
                     position,
-                    message: format!("expected a double-quoted value but found {}", describe(&other)),
+                    message: format!(
+                        "expected a double-quoted value but found {}",
+                        describe(&other)
+                    ),
                 });
             }
         };
@@ -340,13 +346,19 @@ impl Parser {
                 return Err(at(field_at, format!("{field} cannot be compared with ~")));
             }
             let instant = time::parse(&value).ok_or_else(|| {
-                at(value_at, format!("{value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"))
+                at(
+                    value_at,
+                    format!("{value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
+                )
             })?;
             return Ok(Filter::Time(column, op, instant));
         }
         if let Some(key) = field.strip_prefix("attributes.") {
             if let Some(problem) = attribute_key_problem(key) {
-                return Err(at(field_at + "attributes.".len(), format!("attribute {problem}")));
+                return Err(at(
+                    field_at + "attributes.".len(),
+                    format!("attribute {problem}"),
+                ));
             }
             return Ok(Filter::Attribute(key.to_owned(), op, value));
         }
@@ -389,15 +401,23 @@ mod tests {
                 text(TextColumn::Country, Op::Eq, "DE"),
                 text(TextColumn::JobTitle, Op::Contains, "cto"),
             )),
-            Box::new(Filter::Time(TimeColumn::CreatedAt, Op::Ge, time::parse("2026-01-01").unwrap())),
+            Box::new(Filter::Time(
+                TimeColumn::CreatedAt,
+                Op::Ge,
+                time::parse("2026-01-01").unwrap(),
+            )),
         );
         assert_eq!(f, expected);
     }
 
     #[test]
     fn or_binds_looser_than_and_and_not_nests() {
-        let f = parse(r#"NOT (city = "a" OR city = "b") and source != "x""#).unwrap().unwrap();
-        let Filter::And(left, _) = f else { panic!("{f:?}") };
+        let f = parse(r#"NOT (city = "a" OR city = "b") and source != "x""#)
+            .unwrap()
+            .unwrap();
+        let Filter::And(left, _) = f else {
+            panic!("{f:?}")
+        };
         assert!(matches!(*left, Filter::Not(_)));
     }
 
@@ -407,7 +427,10 @@ mod tests {
         assert_eq!(parse(r#"country == "DE""#).unwrap_err().position, 10);
         assert_eq!(parse(r#"colour = "red""#).unwrap_err().position, 1);
         assert_eq!(parse(r#"city = "Berl"#).unwrap_err().position, 8);
-        assert_eq!(parse(r#"created_at > "yesterday""#).unwrap_err().position, 14);
+        assert_eq!(
+            parse(r#"created_at > "yesterday""#).unwrap_err().position,
+            14
+        );
         assert_eq!(parse(r#"(city = "a""#).unwrap_err().position, 12);
     }
 
@@ -422,7 +445,11 @@ mod tests {
     #[test]
     fn limits_length_and_depth() {
         assert!(parse(&"x".repeat(MAX_LENGTH + 1)).is_err());
-        let deep = format!("{}city = \"a\"{}", "(".repeat(MAX_DEPTH + 2), ")".repeat(MAX_DEPTH + 2));
+        let deep = format!(
+            "{}city = \"a\"{}",
+            "(".repeat(MAX_DEPTH + 2),
+            ")".repeat(MAX_DEPTH + 2)
+        );
         assert!(parse(&deep).unwrap_err().message.contains("nesting"));
         assert!(parse("   ").unwrap().is_none());
     }

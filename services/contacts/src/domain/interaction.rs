@@ -56,7 +56,10 @@ pub fn validate(
 ) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
     let mut bad = |field: &str, description: &str| {
-        violations.push(FieldViolation::new(format!("{prefix}.{field}"), description));
+        violations.push(FieldViolation::new(
+            format!("{prefix}.{field}"),
+            description,
+        ));
     };
     let id = &interaction.event_id;
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
@@ -70,9 +73,14 @@ pub fn validate(
     let kind = &interaction.kind;
     let kind_ok = (1..=64).contains(&kind.len())
         && kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !kind_ok {
-        bad("type", "must be 1 to 64 characters of a-z, 0-9 and '_', starting with a letter");
+        bad(
+            "type",
+            "must be 1 to 64 characters of a-z, 0-9 and '_', starting with a letter",
+        );
     }
     if !occurred_at_given {
         bad("occurred_at", "is required");
@@ -83,7 +91,10 @@ pub fn validate(
     }
     if let Some(value) = &interaction.value {
         if value.amount_micros < 0 {
-            bad("value.amount_micros", "must not be negative (record a refund as its own type)");
+            bad(
+                "value.amount_micros",
+                "must not be negative (record a refund as its own type)",
+            );
         } else if value.amount_micros > MAX_AMOUNT_MICROS {
             bad("value.amount_micros", "is larger than one billion units");
         }
@@ -91,7 +102,10 @@ pub fn validate(
             bad("value.currency", "must be an ISO 4217 code such as \"EUR\"");
         }
     }
-    for (name, text) in [("campaign", &interaction.campaign), ("channel", &interaction.channel)] {
+    for (name, text) in [
+        ("campaign", &interaction.campaign),
+        ("channel", &interaction.channel),
+    ] {
         if text.chars().count() > 256 {
             bad(name, "is longer than 256 characters");
         }
@@ -103,13 +117,22 @@ pub fn validate(
         if let Some(problem) = attribute_key_problem(key) {
             bad(&format!("properties[{key:?}]"), problem);
         } else if value.chars().count() > MAX_ATTRIBUTE_VALUE {
-            bad(&format!("properties.{key}"), "is longer than 1024 characters");
+            bad(
+                &format!("properties.{key}"),
+                "is longer than 1024 characters",
+            );
         }
     }
     if kind == "nps_response" {
-        let score = interaction.properties.get("score").and_then(|s| s.parse::<u8>().ok());
-        if !score.is_some_and(|s| s <= 10) {
-            bad("properties.score", "an nps_response needs a score from 0 to 10");
+        let score = interaction
+            .properties
+            .get("score")
+            .and_then(|s| s.parse::<u8>().ok());
+        if score.is_none_or(|s| s > 10) {
+            bad(
+                "properties.score",
+                "an nps_response needs a score from 0 to 10",
+            );
         }
     }
     violations
@@ -137,7 +160,10 @@ mod tests {
     }
 
     fn fields_of(i: &Interaction, now: Micros) -> Vec<String> {
-        validate(i, true, "interaction", now).into_iter().map(|v| v.field).collect()
+        validate(i, true, "interaction", now)
+            .into_iter()
+            .map(|v| v.field)
+            .collect()
     }
 
     #[test]

@@ -60,7 +60,9 @@ impl std::fmt::Display for TokenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Tampered => "is not a valid page token",
-            Self::Foreign => "belongs to another query; send the same filter and order as the first page",
+            Self::Foreign => {
+                "belongs to another query; send the same filter and order as the first page"
+            }
         })
     }
 }
@@ -68,7 +70,9 @@ impl std::fmt::Display for TokenError {
 impl PageTokens {
     /// Tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        Self {
+            key: secret.to_vec(),
+        }
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -97,18 +101,27 @@ impl PageTokens {
         let mut mac = self.mac();
         mac.update(&payload);
         let tag = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// The cursor in `token`, if this server signed it for the query `scope`.
     pub fn open(&self, scope: &str, token: &str) -> Result<Cursor, TokenError> {
         let (payload, tag) = token.split_once('.').ok_or(TokenError::Tampered)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Tampered)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Tampered)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Tampered)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| TokenError::Tampered)?;
         let mut mac = self.mac();
         mac.update(&payload);
         mac.verify_slice(&tag).map_err(|_| TokenError::Tampered)?;
-        let payload: Payload = serde_json::from_slice(&payload).map_err(|_| TokenError::Tampered)?;
+        let payload: Payload =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Tampered)?;
         if payload.q != scope {
             return Err(TokenError::Foreign);
         }
@@ -143,7 +156,10 @@ mod tests {
         altered[3] ^= 1;
         let altered = String::from_utf8(altered).unwrap();
         assert_eq!(tokens.open("s", &altered), Err(TokenError::Tampered));
-        assert_eq!(PageTokens::new(b"other").open("s", &token), Err(TokenError::Tampered));
+        assert_eq!(
+            PageTokens::new(b"other").open("s", &token),
+            Err(TokenError::Tampered)
+        );
         assert_eq!(tokens.open("s", "garbage"), Err(TokenError::Tampered));
     }
 
@@ -151,7 +167,13 @@ mod tests {
     fn refuses_tokens_of_another_query_or_tenant() {
         let tokens = PageTokens::new(b"secret");
         let token = tokens.issue(&PageTokens::scope("t1", &["a"]), cursor());
-        assert_eq!(tokens.open(&PageTokens::scope("t2", &["a"]), &token), Err(TokenError::Foreign));
-        assert_eq!(tokens.open(&PageTokens::scope("t1", &["b"]), &token), Err(TokenError::Foreign));
+        assert_eq!(
+            tokens.open(&PageTokens::scope("t2", &["a"]), &token),
+            Err(TokenError::Foreign)
+        );
+        assert_eq!(
+            tokens.open(&PageTokens::scope("t1", &["b"]), &token),
+            Err(TokenError::Foreign)
+        );
     }
 }

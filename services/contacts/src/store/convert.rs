@@ -94,7 +94,11 @@ pub(crate) fn interaction_row(tenant: &str, i: &Interaction) -> interaction::Act
         kind: Set(i.kind.clone()),
         occurred_at: Set(i.occurred_at),
         amount_micros: Set(i.value.as_ref().map(|v| v.amount_micros)),
-        currency: Set(i.value.as_ref().map(|v| v.currency.clone()).unwrap_or_default()),
+        currency: Set(i
+            .value
+            .as_ref()
+            .map(|v| v.currency.clone())
+            .unwrap_or_default()),
         campaign: Set(i.campaign.clone()),
         channel: Set(i.channel.clone()),
         properties: Set(json_map(&i.properties)),

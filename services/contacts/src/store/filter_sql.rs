@@ -23,10 +23,14 @@ pub(crate) fn condition(filter: &Filter, backend: DbBackend) -> SimpleExpr {
         }
         Filter::Attribute(key, op, value) => {
             let extracted = match backend {
-                DbBackend::Postgres => {
-                    Expr::cust_with_values("json_extract_path_text(\"attributes\", $1)", [key.clone()])
-                }
-                _ => Expr::cust_with_values("json_extract(\"attributes\", ?)", [format!("$.\"{key}\"")]),
+                DbBackend::Postgres => Expr::cust_with_values(
+                    "json_extract_path_text(\"attributes\", $1)",
+                    [key.clone()],
+                ),
+                _ => Expr::cust_with_values(
+                    "json_extract(\"attributes\", ?)",
+                    [format!("$.\"{key}\"")],
+                ),
             };
             compare(extracted, *op, value)
         }

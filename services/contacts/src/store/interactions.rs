@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    TryInsertResult,
 };
 
 use super::Store;
@@ -67,9 +68,13 @@ impl Store {
         let mut rows = Vec::with_capacity(batch.len());
         for (index, item) in &batch {
             if erased.contains(&item.contact_id) {
-                outcome.rejected.push((*index, format!("contact {} was erased", item.contact_id)));
+                outcome
+                    .rejected
+                    .push((*index, format!("contact {} was erased", item.contact_id)));
             } else if !known.contains(&item.contact_id) {
-                outcome.rejected.push((*index, format!("contact {} not found", item.contact_id)));
+                outcome
+                    .rejected
+                    .push((*index, format!("contact {} not found", item.contact_id)));
             } else if !seen.insert(item.event_id.as_str()) {
                 outcome.duplicates += 1;
             } else {
@@ -78,7 +83,10 @@ impl Store {
         }
         let attempted = rows.len() as u64;
         let inserted = interaction::Entity::insert_many(rows)
-            .on_conflict_do_nothing_on([interaction::Column::TenantId, interaction::Column::EventId])
+            .on_conflict_do_nothing_on([
+                interaction::Column::TenantId,
+                interaction::Column::EventId,
+            ])
             .exec_with_returning_keys(&txn)
             .await?;
         txn.commit().await?;
@@ -90,11 +98,17 @@ impl Store {
     }
 
     /// The stored interaction with `event_id`.
-    pub async fn get_interaction(&self, tenant: &str, event_id: &str) -> Result<Option<Interaction>, ContactsError> {
-        Ok(interaction::Entity::find_by_id((tenant.to_owned(), event_id.to_owned()))
-            .one(&self.db)
-            .await?
-            .map(interaction_from_row))
+    pub async fn get_interaction(
+        &self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Option<Interaction>, ContactsError> {
+        Ok(
+            interaction::Entity::find_by_id((tenant.to_owned(), event_id.to_owned()))
+                .one(&self.db)
+                .await?
+                .map(interaction_from_row),
+        )
     }
 
     /// One page of a contact's timeline, newest first, after `after`.

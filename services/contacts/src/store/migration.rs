@@ -16,11 +16,18 @@ impl MigratorTrait for Migrator {
 struct CreateContactTables;
 
 fn text(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name)).string().not_null().default("").to_owned()
+    ColumnDef::new(Alias::new(name))
+        .string()
+        .not_null()
+        .default("")
+        .to_owned()
 }
 
 fn big(name: &str) -> ColumnDef {
-    ColumnDef::new(Alias::new(name)).big_integer().not_null().to_owned()
+    ColumnDef::new(Alias::new(name))
+        .big_integer()
+        .not_null()
+        .to_owned()
 }
 
 fn index(table: &str, name: &str, columns: &[&str], unique: bool) -> IndexCreateStatement {
@@ -56,26 +63,68 @@ impl MigrationTrait for CreateContactTables {
                     .col(text("source"))
                     .col(text("campaign"))
                     .col(ColumnDef::new(Alias::new("attributes")).json().not_null())
-                    .col(ColumnDef::new(Alias::new("email_opt_in")).boolean().not_null())
-                    .col(ColumnDef::new(Alias::new("email_consent_at")).big_integer().null())
-                    .col(ColumnDef::new(Alias::new("sms_opt_in")).boolean().not_null())
-                    .col(ColumnDef::new(Alias::new("sms_consent_at")).big_integer().null())
+                    .col(
+                        ColumnDef::new(Alias::new("email_opt_in"))
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("email_consent_at"))
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("sms_opt_in"))
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Alias::new("sms_consent_at"))
+                            .big_integer()
+                            .null(),
+                    )
                     .col(big("created_at"))
                     .col(big("updated_at"))
                     .col(big("version"))
-                    .primary_key(Index::create().col(Alias::new("tenant_id")).col(Alias::new("id")))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("tenant_id"))
+                            .col(Alias::new("id")),
+                    )
                     .to_owned(),
             )
             .await?;
         for (name, columns, unique) in [
             ("contacts_email", &["tenant_id", "email"][..], true),
-            ("contacts_created", &["tenant_id", "created_at", "id"][..], false),
-            ("contacts_updated", &["tenant_id", "updated_at", "id"][..], false),
-            ("contacts_last_name", &["tenant_id", "last_name", "id"][..], false),
-            ("contacts_company", &["tenant_id", "company", "id"][..], false),
-            ("contacts_country", &["tenant_id", "country", "id"][..], false),
+            (
+                "contacts_created",
+                &["tenant_id", "created_at", "id"][..],
+                false,
+            ),
+            (
+                "contacts_updated",
+                &["tenant_id", "updated_at", "id"][..],
+                false,
+            ),
+            (
+                "contacts_last_name",
+                &["tenant_id", "last_name", "id"][..],
+                false,
+            ),
+            (
+                "contacts_company",
+                &["tenant_id", "company", "id"][..],
+                false,
+            ),
+            (
+                "contacts_country",
+                &["tenant_id", "country", "id"][..],
+                false,
+            ),
         ] {
-            manager.create_index(index("contacts", name, columns, unique)).await?;
+            manager
+                .create_index(index("contacts", name, columns, unique))
+                .await?;
         }
 
         manager
@@ -87,7 +136,11 @@ impl MigrationTrait for CreateContactTables {
                     .col(ColumnDef::new(Alias::new("contact_id")).string().not_null())
                     .col(ColumnDef::new(Alias::new("kind")).string().not_null())
                     .col(big("occurred_at"))
-                    .col(ColumnDef::new(Alias::new("amount_micros")).big_integer().null())
+                    .col(
+                        ColumnDef::new(Alias::new("amount_micros"))
+                            .big_integer()
+                            .null(),
+                    )
                     .col(text("currency"))
                     .col(text("campaign"))
                     .col(text("channel"))

@@ -66,7 +66,10 @@ impl Order {
             Some("desc") => true,
             Some(_) => return None,
         };
-        words.next().is_none().then_some(Self { column, descending })
+        words
+            .next()
+            .is_none()
+            .then_some(Self { column, descending })
     }
 
     fn sql_column(self) -> contact::Column {
@@ -131,17 +134,28 @@ impl Store {
     }
 
     /// Inserts a new contact; a taken email is `EmailTaken` naming the existing contact.
-    pub async fn create_contact(&self, tenant: &str, contact: &Contact) -> Result<(), ContactsError> {
+    pub async fn create_contact(
+        &self,
+        tenant: &str,
+        contact: &Contact,
+    ) -> Result<(), ContactsError> {
         match contact_row(tenant, contact).insert(&self.db).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(self.email_taken(&self.db, tenant, &contact.fields.email).await)
+                Err(self
+                    .email_taken(&self.db, tenant, &contact.fields.email)
+                    .await)
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn email_taken<C: ConnectionTrait>(&self, db: &C, tenant: &str, email: &str) -> ContactsError {
+    async fn email_taken<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        tenant: &str,
+        email: &str,
+    ) -> ContactsError {
         match find_by_email(db, tenant, email).await {
             Ok(Some(existing)) => ContactsError::EmailTaken {
                 existing_id: existing.id,
@@ -208,7 +222,10 @@ impl Store {
     ) -> Result<Vec<Contact>, ContactsError> {
         let mut condition = tenant_is(tenant);
         if let Some(filter) = filter {
-            condition = condition.add(filter_sql::condition(filter, self.db.get_database_backend()));
+            condition = condition.add(filter_sql::condition(
+                filter,
+                self.db.get_database_backend(),
+            ));
         }
         let column = order.sql_column();
         if let Some(after) = after {
@@ -217,9 +234,15 @@ impl Store {
                 CursorKey::Text(v) => v.clone().into(),
             };
             let (past_key, past_id) = if order.descending {
-                (Expr::col(column).lt(key.clone()), contact::Column::Id.lt(after.id.clone()))
+                (
+                    Expr::col(column).lt(key.clone()),
+                    contact::Column::Id.lt(after.id.clone()),
+                )
             } else {
-                (Expr::col(column).gt(key.clone()), contact::Column::Id.gt(after.id.clone()))
+                (
+                    Expr::col(column).gt(key.clone()),
+                    contact::Column::Id.gt(after.id.clone()),
+                )
             };
             condition = condition.add(past_key.or(Expr::col(column).eq(key).and(past_id)));
         }
@@ -289,7 +312,9 @@ impl Store {
         for (index, fields) in rows {
             match existing.get(&fields.email) {
                 Some(_) if !update_existing => {
-                    outcome.rejected.push((index, "a contact with this email exists already".into()));
+                    outcome
+                        .rejected
+                        .push((index, "a contact with this email exists already".into()));
                 }
                 Some(current) => {
                     let merged = overlay(&current.fields, &fields);
@@ -342,7 +367,11 @@ async fn find_by_email<C: ConnectionTrait>(
         .map(contact_from_row))
 }
 
-async fn load_contact<C: ConnectionTrait>(db: &C, tenant: &str, id: &str) -> Result<Contact, ContactsError> {
+async fn load_contact<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    id: &str,
+) -> Result<Contact, ContactsError> {
     if let Some(row) = contact::Entity::find_by_id((tenant.to_owned(), id.to_owned()))
         .one(db)
         .await?

@@ -42,7 +42,10 @@ impl TestApp {
     }
 
     /// Like `spawn`, after `adjust` has changed the configuration.
-    pub async fn spawn_with(database: TestDatabase, adjust: impl FnOnce(&mut clm_contacts::Config)) -> Self {
+    pub async fn spawn_with(
+        database: TestDatabase,
+        adjust: impl FnOnce(&mut clm_contacts::Config),
+    ) -> Self {
         let mut config = clm_contacts::Config::embedded(
             "127.0.0.1:0".parse().unwrap(),
             database.data_dir().to_path_buf(),
@@ -50,9 +53,13 @@ impl TestApp {
         config.database_url = database.database_url();
         config.page_token_secret = Some("test-secret".into());
         adjust(&mut config);
-        let app = clm_contacts::Application::build(config).await.expect("the service starts");
+        let app = clm_contacts::Application::build(config)
+            .await
+            .expect("the service starts");
         let addr = app.local_addr();
-        let db = clm_store::connect("contacts", database.location()).await.expect("a second connection");
+        let db = clm_store::connect("contacts", database.location())
+            .await
+            .expect("a second connection");
         let shutdown = Shutdown::new();
         let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         let channel = Channel::from_shared(format!("http://{addr}"))
@@ -84,7 +91,10 @@ impl TestApp {
     pub async fn stop(&mut self) {
         self.shutdown.trigger();
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stopped cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 
@@ -114,7 +124,10 @@ impl TestApp {
     pub async fn create_in(&self, tenant: &str, c: pb::Contact) -> pb::Contact {
         self.client
             .clone()
-            .create_contact(as_tenant(tenant, pb::CreateContactRequest { contact: Some(c) }))
+            .create_contact(as_tenant(
+                tenant,
+                pb::CreateContactRequest { contact: Some(c) },
+            ))
             .await
             .expect("create a contact")
             .into_inner()
@@ -123,10 +136,15 @@ impl TestApp {
     }
 
     /// Records `i` and returns the reply.
-    pub async fn record(&self, i: pb::Interaction) -> Result<pb::RecordInteractionResponse, Status> {
+    pub async fn record(
+        &self,
+        i: pb::Interaction,
+    ) -> Result<pb::RecordInteractionResponse, Status> {
         self.client
             .clone()
-            .record_interaction(pb::RecordInteractionRequest { interaction: Some(i) })
+            .record_interaction(pb::RecordInteractionRequest {
+                interaction: Some(i),
+            })
             .await
             .map(tonic::Response::into_inner)
     }
@@ -174,7 +192,12 @@ pub fn contact(email: &str) -> pb::Contact {
 }
 
 /// A purchase of `amount_micros` EUR by `contact_id`, `days_ago` days ago.
-pub fn purchase(event_id: &str, contact_id: &str, amount_micros: i64, days_ago: i64) -> pb::Interaction {
+pub fn purchase(
+    event_id: &str,
+    contact_id: &str,
+    amount_micros: i64,
+    days_ago: i64,
+) -> pb::Interaction {
     pb::Interaction {
         event_id: event_id.into(),
         contact_id: contact_id.into(),
@@ -223,6 +246,9 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 pub fn expect_invalid<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) -> Status {
     let status = expect_code(result, Code::InvalidArgument);
     let fields = violated_fields(&status);
-    assert!(fields.iter().any(|f| f == field), "expected a violation of {field}, got {fields:?}");
+    assert!(
+        fields.iter().any(|f| f == field),
+        "expected a violation of {field}, got {fields:?}"
+    );
     status
 }

@@ -11,10 +11,10 @@ use clm_proto::contacts::v1 as pb;
 use crate::helpers::*;
 
 backend_tests!(reflection_lists_the_public_services, |db| async move {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
 
     let app = TestApp::spawn(db).await;
     let mut reflection = ServerReflectionClient::new(app.channel().await);
@@ -32,24 +32,36 @@ backend_tests!(reflection_lists_the_public_services, |db| async move {
         panic!("unexpected reply {reply:?}");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"clm.contacts.v1.ContactsService".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
-    assert!(!names.iter().any(|n| n.contains("scoring")), "only served services: {names:?}");
+    assert!(
+        names.contains(&"clm.contacts.v1.ContactsService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("scoring")),
+        "only served services: {names:?}"
+    );
 });
 
-backend_tests!(oversize_requests_are_refused_before_anything_is_stored, |db| async move {
-    let app = TestApp::spawn_with(db, |c| c.max_message_bytes = 64 * 1024).await;
-    let before = app.snapshot().await;
-    let mut big = contact("big@example.com");
-    big.attributes.insert("blob".into(), "x".repeat(100 * 1024));
-    let result = app
-        .client
-        .clone()
-        .create_contact(pb::CreateContactRequest { contact: Some(big) })
-        .await;
-    expect_code(result, Code::OutOfRange);
-    assert_eq!(app.snapshot().await, before);
-});
+backend_tests!(
+    oversize_requests_are_refused_before_anything_is_stored,
+    |db| async move {
+        let app = TestApp::spawn_with(db, |c| c.max_message_bytes = 64 * 1024).await;
+        let before = app.snapshot().await;
+        let mut big = contact("big@example.com");
+        big.attributes.insert("blob".into(), "x".repeat(100 * 1024));
+        let result = app
+            .client
+            .clone()
+            .create_contact(pb::CreateContactRequest { contact: Some(big) })
+            .await;
+        expect_code(result, Code::OutOfRange);
+        assert_eq!(app.snapshot().await, before);
+    }
+);
 
 backend_tests!(the_callers_deadline_is_honoured, |db| async move {
     let app = TestApp::spawn(db).await;
@@ -64,14 +76,20 @@ backend_tests!(the_callers_deadline_is_honoured, |db| async move {
         matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
         "{status:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(10), "the server's 30 s cap did not apply");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the server's 30 s cap did not apply"
+    );
 });
 
 backend_tests!(grpc_web_over_http1_answers, |db| async move {
     use prost::Message;
     let app = TestApp::spawn(db).await;
     let created = app.create("web@example.com").await;
-    let body = pb::GetContactRequest { id: created.id.clone() }.encode_to_vec();
+    let body = pb::GetContactRequest {
+        id: created.id.clone(),
+    }
+    .encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
@@ -93,12 +111,14 @@ backend_tests!(grpc_web_over_http1_answers, |db| async move {
 });
 
 backend_tests!(shutdown_turns_health_off_and_drains, |db| async move {
-    use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
     let mut app = TestApp::spawn(db).await;
     let mut health = HealthClient::new(app.channel().await);
     let reply = health
-        .check(HealthCheckRequest { service: String::new() })
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -106,6 +126,10 @@ backend_tests!(shutdown_turns_health_off_and_drains, |db| async move {
     tokio::time::timeout(Duration::from_secs(15), app.stop())
         .await
         .expect("the server stops within its grace period");
-    let after = app.client.clone().get_contact(pb::GetContactRequest { id: "x".into() }).await;
+    let after = app
+        .client
+        .clone()
+        .get_contact(pb::GetContactRequest { id: "x".into() })
+        .await;
     assert!(after.is_err(), "no longer served");
 });
