@@ -1,0 +1,215 @@
+//! The `clm` binary as a user runs it: `clm up`, the client commands, and SIGTERM.
+#![allow(unreachable_pub)]
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use clm_testkit::{TestDatabase, backend_tests};
+
+const CLM: &str = env!("CARGO_BIN_EXE_clm");
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Suite {
+    child: Child,
+    addr: String,
+    _database: TestDatabase,
+}
+
+impl Suite {
+    fn command(&self, args: &[&str]) -> Output {
+        let output = Command::new(CLM)
+            .args(args)
+            .env("CLM_CONTACTS_ADDR", &self.addr)
+            .env("CLM_TENANT", "cli-test")
+            .output()
+            .expect("run clm");
+        assert!(
+            output.status.success(),
+            "clm {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn stdout(&self, args: &[&str]) -> String {
+        String::from_utf8(self.command(args).stdout).unwrap()
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start(database: TestDatabase) -> (Suite, Duration) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(CLM);
+    command
+        .arg("up")
+        .env("CLM_DATA_DIR", database.data_dir())
+        .env("CLM_CONTACTS_ADDR", &addr)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(url) = database.database_url() {
+        command.env("CLM_DATABASE_URL", url);
+    }
+    let started = Instant::now();
+    let child = command.spawn().expect("start clm up");
+    let suite = Suite {
+        child,
+        addr: addr.clone(),
+        _database: database,
+    };
+    // Poll readiness: the standard health check of the contacts service.
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "contacts never became SERVING");
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            let reply = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: "clm.contacts.v1.ContactsService".into(),
+                })
+                .await;
+            if reply.is_ok_and(|r| r.into_inner().status == 1) {
+                return (suite, started.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+backend_tests!(
+    up_serves_the_client_commands_and_stops_on_sigterm,
+    |db| async move {
+        let (mut suite, ready_after) = start(db).await;
+        eprintln!(
+            "clm up: contacts SERVING after {} ms",
+            ready_after.as_millis()
+        );
+
+        let created = suite.stdout(&[
+            "contacts",
+            "create",
+            "--email",
+            "Ada@Example.com",
+            "--first-name",
+            "Ada",
+            "--country",
+            "de",
+            "--attr",
+            "plan=pro",
+        ]);
+        assert!(created.contains("ada@example.com"), "{created}");
+        let id = created
+            .lines()
+            .find(|l| l.contains(" id "))
+            .and_then(|l| l.split_whitespace().find(|w| w.len() == 36))
+            .expect("the id row")
+            .to_owned();
+        assert!(suite.stdout(&["contacts", "get", &id]).contains("plan"));
+
+        let csv = suite._database.data_dir().join("people.csv");
+        let mut text = String::from("email,first_name,country,plan\n");
+        for i in 0..1200 {
+            text.push_str(&format!("user{i}@example.com,User {i},FR,basic\n"));
+        }
+        text.push_str("broken-email,Nobody,FR,basic\n");
+        std::fs::write(&csv, text).unwrap();
+        let imported = suite.stdout(&[
+            "contacts",
+            "import",
+            csv.to_str().unwrap(),
+            "--batch-size",
+            "250",
+        ]);
+        assert!(
+            imported.contains("1201") && imported.contains("1200"),
+            "{imported}"
+        );
+        assert!(
+            imported.contains("1202"),
+            "the bad row is reported by its line: {imported}"
+        );
+
+        let listed = suite.stdout(&["contacts", "list", "--filter", r#"country = "DE""#]);
+        assert!(
+            listed.contains("ada@example.com") && listed.contains("1 contacts"),
+            "{listed}"
+        );
+
+        let recorded = suite.stdout(&[
+            "interactions",
+            "record",
+            "--contact",
+            &id,
+            "--type",
+            "purchase",
+            "--value",
+            "49.90",
+            "--currency",
+            "eur",
+            "--event-id",
+            "order-1",
+        ]);
+        assert!(recorded.contains("recorded: order-1"), "{recorded}");
+        let again = suite.stdout(&[
+            "interactions",
+            "record",
+            "--contact",
+            &id,
+            "--type",
+            "purchase",
+            "--event-id",
+            "order-1",
+        ]);
+        assert!(again.contains("duplicate"), "{again}");
+        let timeline = suite.stdout(&["interactions", "list", "--contact", &id]);
+        assert!(
+            timeline.contains("49.90 EUR") && timeline.contains("1 interactions"),
+            "{timeline}"
+        );
+
+        let refused = Command::new(CLM)
+            .args(["contacts", "create", "--email", "nope"])
+            .env("CLM_CONTACTS_ADDR", &suite.addr)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("contact.email"));
+
+        let pid = suite.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = suite.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "clm up did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    }
+);
