@@ -45,6 +45,9 @@ pub(crate) struct StoreArgs {
 pub(crate) struct ServerArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    /// Allow a non-loopback address although no authentication is configured.
+    #[arg(long, env = "CLM_INSECURE")]
+    pub(crate) insecure: bool,
     /// Do not apply migrations at start-up.
     #[arg(long, env = "CLM_NO_MIGRATE")]
     pub(crate) no_migrate: bool,

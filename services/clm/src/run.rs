@@ -51,15 +51,23 @@ async fn contacts_app(
             grace_period: Duration::from_secs(args.grace_period_secs),
         },
     };
-    warn_if_exposed(listen);
+    refuse_exposure(listen, args.insecure)?;
     Ok(clm_contacts::Application::build(config).await?)
 }
 
-/// Auth arrives later; until then a non-loopback address is served with a warning.
-fn warn_if_exposed(addr: std::net::SocketAddr) {
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback without authentication");
+/// Without authentication a server stays on loopback unless told `--insecure`.
+fn refuse_exposure(addr: std::net::SocketAddr, insecure: bool) -> Result<(), BoxError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
     }
+    if insecure {
+        tracing::warn!(%addr, "listening beyond loopback without authentication (--insecure)");
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {addr} without authentication; use a loopback address or pass --insecure"
+    )
+    .into())
 }
 
 async fn run_services(

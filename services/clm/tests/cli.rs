@@ -213,3 +213,16 @@ backend_tests!(
         assert!(status.success(), "clean exit after SIGTERM: {status:?}");
     }
 );
+
+#[test]
+fn a_public_address_without_auth_is_refused() {
+    let output = Command::new(CLM)
+        .args(["serve", "contacts", "--listen", "0.0.0.0:0"])
+        .env("CLM_DATA_DIR", std::env::temp_dir().join("clm-refused"))
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
