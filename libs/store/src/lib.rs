@@ -109,3 +109,15 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), St
 pub fn is_postgres(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at BEGIN
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
+/// wait for the lock and fails with "database is locked" under concurrent writers.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}

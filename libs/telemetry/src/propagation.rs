@@ -79,3 +79,55 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
         Ok(request)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    fn trace_id(span: &tracing::Span) -> opentelemetry::trace::TraceId {
+        span.context().span().span_context().trace_id()
+    }
+
+    #[test]
+    fn trace_context_survives_a_client_to_server_hop() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let client_span = tracing::info_span!("client call");
+            let client_trace = trace_id(&client_span);
+            assert_ne!(client_trace, opentelemetry::trace::TraceId::INVALID);
+
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            client_span.in_scope(|| inject_context(&mut metadata));
+            assert!(metadata.get("traceparent").is_some(), "traceparent is sent");
+
+            let mut request = http::Request::builder()
+                .uri("http://localhost/clm.contacts.v1.ContactsService/GetContact")
+                .body(())
+                .unwrap();
+            *request.headers_mut() = metadata.into_headers();
+            let server_span = server_span(&request);
+            assert_eq!(
+                trace_id(&server_span),
+                client_trace,
+                "the server continues the trace"
+            );
+
+            let health = http::Request::builder()
+                .uri("http://localhost/grpc.health.v1.Health/Check")
+                .body(())
+                .unwrap();
+            assert!(
+                server_span(&health).is_none(),
+                "health checks are left out of traces"
+            );
+        });
+    }
+}

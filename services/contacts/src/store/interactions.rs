@@ -3,10 +3,7 @@
 use std::collections::HashSet;
 
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    TryInsertResult,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult};
 
 use super::Store;
 use super::convert::{interaction_from_row, interaction_row};
@@ -38,7 +35,7 @@ impl Store {
         if batch.is_empty() {
             return Ok(outcome);
         }
-        let txn = self.db.begin().await?;
+        let txn = clm_store::begin_write(&self.db).await?;
         let wanted: HashSet<&str> = batch.iter().map(|(_, i)| i.contact_id.as_str()).collect();
         let known: HashSet<String> = contact::Entity::find()
             .select_only()

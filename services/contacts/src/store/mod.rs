@@ -9,7 +9,7 @@ pub mod migration;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
 use crate::domain::contact::{ContactFields, ContactUpdate, merge_fields};
@@ -181,7 +181,7 @@ impl Store {
         update: &ContactUpdate,
         now: Micros,
     ) -> Result<Contact, ContactsError> {
-        let txn = self.db.begin().await?;
+        let txn = clm_store::begin_write(&self.db).await?;
         let current = load_contact(&txn, tenant, id).await?;
         if etag.is_some_and(|e| e != current.etag()) {
             return Err(ContactsError::StaleEtag);
@@ -201,7 +201,7 @@ impl Store {
         etag: Option<&str>,
         now: Micros,
     ) -> Result<u64, ContactsError> {
-        let txn = self.db.begin().await?;
+        let txn = clm_store::begin_write(&self.db).await?;
         let current = load_contact(&txn, tenant, id).await?;
         if etag.is_some_and(|e| e != current.etag()) {
             return Err(ContactsError::StaleEtag);
@@ -273,7 +273,7 @@ impl Store {
         if survivor_id == duplicate_id {
             return Err(ContactsError::SelfMerge);
         }
-        let txn = self.db.begin().await?;
+        let txn = clm_store::begin_write(&self.db).await?;
         let survivor = load_contact(&txn, tenant, survivor_id).await?;
         let duplicate = load_contact(&txn, tenant, duplicate_id).await?;
         let moved = interaction::Entity::update_many()
@@ -300,7 +300,7 @@ impl Store {
         now: Micros,
     ) -> Result<ImportOutcome, ContactsError> {
         let mut outcome = ImportOutcome::default();
-        let txn = self.db.begin().await?;
+        let txn = clm_store::begin_write(&self.db).await?;
         let emails: Vec<String> = rows.iter().map(|(_, f)| f.email.clone()).collect();
         let mut existing: std::collections::HashMap<String, Contact> = contact::Entity::find()
             .filter(tenant_is(tenant).add(contact::Column::Email.is_in(emails)))

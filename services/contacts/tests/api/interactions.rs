@@ -320,3 +320,37 @@ backend_tests!(timeline_is_newest_first_and_pages, |db| async move {
         .await;
     expect_invalid(foreign, "page_token");
 });
+
+backend_tests!(concurrent_streams_all_land, |db| async move {
+    let app = TestApp::spawn(db).await;
+    let ada = app.create("ada@example.com").await;
+    let mut streams = Vec::new();
+    for s in 0..4 {
+        let mut client = app.client.clone();
+        let id = ada.id.clone();
+        streams.push(tokio::spawn(async move {
+            let messages: Vec<pb::RecordInteractionsRequest> = (0..5)
+                .map(|b| pb::RecordInteractionsRequest {
+                    interactions: (0..200)
+                        .map(|i| purchase(&format!("s{s}-b{b}-{i}"), &id, 1, 1))
+                        .collect(),
+                })
+                .collect();
+            client
+                .record_interactions(tokio_stream::iter(messages))
+                .await
+        }));
+    }
+    for stream in streams {
+        let reply = stream
+            .await
+            .unwrap()
+            .expect("no stream fails under concurrent writers")
+            .into_inner();
+        assert_eq!(
+            (reply.accepted, reply.duplicates, reply.rejected_count),
+            (1000, 0, 0)
+        );
+    }
+    assert_eq!(app.snapshot().await.interactions.len(), 4000);
+});
