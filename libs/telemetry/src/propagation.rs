@@ -113,7 +113,7 @@ mod tests {
                 .body(())
                 .unwrap();
             *request.headers_mut() = metadata.into_headers();
-            let server_span = server_span(&request);
+            let continued = server_span(&request);
             assert_eq!(
                 trace_id(&server_span),
                 client_trace,
