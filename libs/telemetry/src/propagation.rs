@@ -115,7 +115,7 @@ mod tests {
             *request.headers_mut() = metadata.into_headers();
             let continued = server_span(&request);
             assert_eq!(
-                trace_id(&server_span),
+                trace_id(&continued),
                 client_trace,
                 "the server continues the trace"
             );
