@@ -10,7 +10,7 @@ use crate::convert::{
     contact_to_proto, fields_from_proto, interaction_from_proto, interaction_to_proto, rejected,
 };
 use crate::domain::contact::{ContactUpdate, normalise};
-use crate::domain::page_token::{PageTokens, TokenError};
+use crate::domain::page_token::{Cursor, CursorKey, PageTokens, TokenError};
 use crate::domain::{ContactsError, filter, interaction, time};
 use crate::store::{Order, Store, new_contact};
 
@@ -67,11 +67,26 @@ fn page_size(requested: i32) -> Result<u64, Status> {
     }
 }
 
-fn open_token(
+/// Trims a page fetched with one extra row to `limit`, and returns the token of the next
+/// page (empty when the extra row was not there: this is the last page).
+fn next_page<T>(
+    items: &mut Vec<T>,
+    limit: u64,
     tokens: &PageTokens,
     scope: &str,
-    token: &str,
-) -> Result<Option<crate::domain::page_token::Cursor>, Status> {
+    cursor_after: impl Fn(&T) -> Cursor,
+) -> String {
+    if items.len() as u64 <= limit {
+        return String::new();
+    }
+    items.truncate(limit as usize);
+    items
+        .last()
+        .map(|last| tokens.issue(scope, cursor_after(last)))
+        .unwrap_or_default()
+}
+
+fn open_token(tokens: &PageTokens, scope: &str, token: &str) -> Result<Option<Cursor>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -226,15 +241,9 @@ impl ContactsService for ContactsApi {
             .list_contacts(&tenant, filter.as_ref(), order, after.as_ref(), limit + 1)
             .await
             .map_err(status)?;
-        let next_page_token = if contacts.len() as u64 > limit {
-            contacts.truncate(limit as usize);
-            contacts
-                .last()
-                .map(|last| self.tokens.issue(&scope, order.cursor_after(last)))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page(&mut contacts, limit, &self.tokens, &scope, |last| {
+            order.cursor_after(last)
+        });
         Ok(Response::new(pb::ListContactsResponse {
             contacts: contacts.into_iter().map(contact_to_proto).collect(),
             next_page_token,
@@ -434,23 +443,10 @@ impl ContactsService for ContactsApi {
             )
             .await
             .map_err(status)?;
-        let next_page_token = if items.len() as u64 > limit {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|last| {
-                    self.tokens.issue(
-                        &scope,
-                        crate::domain::page_token::Cursor {
-                            key: crate::domain::page_token::CursorKey::Int(last.occurred_at),
-                            id: last.event_id.clone(),
-                        },
-                    )
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page(&mut items, limit, &self.tokens, &scope, |last| Cursor {
+            key: CursorKey::Int(last.occurred_at),
+            id: last.event_id.clone(),
+        });
         Ok(Response::new(pb::ListInteractionsResponse {
             interactions: items.into_iter().map(interaction_to_proto).collect(),
             next_page_token,
