@@ -5,23 +5,31 @@ use sea_orm::DbBackend;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, SimpleExpr};
 
 use super::entities::contact::Column;
-use crate::domain::filter::{Filter, Op, TextColumn, TimeColumn};
+use clm_filter::Mapped;
+
+use crate::domain::filter::{Condition, Filter, Op, TextColumn, TimeColumn};
 
 /// The SQL condition of `filter` for `backend`.
 pub(crate) fn condition(filter: &Filter, backend: DbBackend) -> SimpleExpr {
     match filter {
-        Filter::And(a, b) => condition(a, backend).and(condition(b, backend)),
-        Filter::Or(a, b) => condition(a, backend).or(condition(b, backend)),
-        Filter::Not(inner) => condition(inner, backend).not(),
-        Filter::Text(column, op, value) => compare(Expr::col(text_column(*column)), *op, value),
-        Filter::Time(column, op, micros) => {
+        Mapped::And(a, b) => condition(a, backend).and(condition(b, backend)),
+        Mapped::Or(a, b) => condition(a, backend).or(condition(b, backend)),
+        Mapped::Not(inner) => condition(inner, backend).not(),
+        Mapped::Leaf(leaf) => comparison(leaf, backend),
+    }
+}
+
+fn comparison(leaf: &Condition, backend: DbBackend) -> SimpleExpr {
+    match leaf {
+        Condition::Text(column, op, value) => compare(Expr::col(text_column(*column)), *op, value),
+        Condition::Time(column, op, micros) => {
             let column = Expr::col(match column {
                 TimeColumn::CreatedAt => Column::CreatedAt,
                 TimeColumn::UpdatedAt => Column::UpdatedAt,
             });
             compare_value(column, *op, *micros)
         }
-        Filter::Attribute(key, op, value) => {
+        Condition::Attribute(key, op, value) => {
             let extracted = match backend {
                 DbBackend::Postgres => Expr::cust_with_values(
                     "json_extract_path_text(\"attributes\", $1)",
