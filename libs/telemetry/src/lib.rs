@@ -8,7 +8,9 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
-pub use propagation::{TraceContextInterceptor, inject_context, server_span};
+pub use propagation::{
+    TraceContextInterceptor, current_traceparent, inject_context, server_span, set_remote_parent,
+};
 
 /// Flushes and shuts down span export when dropped; keep it alive until the process ends.
 #[must_use = "dropping the guard stops span export"]

@@ -80,6 +80,32 @@ impl tonic::service::Interceptor for TraceContextInterceptor {
     }
 }
 
+/// The current span's W3C `traceparent`, or an empty string outside a sampled trace.
+pub fn current_traceparent() -> String {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    inject_context(&mut metadata);
+    metadata
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Makes `span` continue the trace of a stored `traceparent` (a no-op when it is empty).
+/// Call it before the span is first entered.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", value);
+    }
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&headers)));
+    let _ = span.set_parent(parent);
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::{TraceContextExt, TracerProvider as _};

@@ -1,0 +1,55 @@
+//! The outbox table, for every service's migrator.
+
+use sea_orm_migration::prelude::*;
+
+/// Creates the `outbox` table; add it to a service's migrator.
+#[derive(DeriveMigrationName)]
+pub struct CreateOutboxTable;
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOutboxTable {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let col = |name: &str| ColumnDef::new(Alias::new(name));
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("outbox"))
+                    .col(
+                        col("id")
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(col("target").string().not_null())
+                    .col(col("tenant_id").string().not_null())
+                    .col(col("event_id").string().not_null())
+                    .col(col("payload").binary().not_null())
+                    .col(col("traceparent").string().not_null().default(""))
+                    .col(col("created_at").big_integer().not_null())
+                    .col(col("attempts").integer().not_null().default(0))
+                    .col(col("available_at").big_integer().not_null())
+                    .col(col("lease_until").big_integer().not_null().default(0))
+                    .col(col("last_error").string().not_null().default(""))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_due")
+                    .table(Alias::new("outbox"))
+                    .col(Alias::new("target"))
+                    .col(Alias::new("available_at"))
+                    .col(Alias::new("id"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Alias::new("outbox")).to_owned())
+            .await
+    }
+}

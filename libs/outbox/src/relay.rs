@@ -1,0 +1,200 @@
+//! The relay: claims due messages, delivers them in batches, acknowledges or retries.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tracing::Instrument;
+
+use clm_runtime::Shutdown;
+
+use crate::Wake;
+use crate::store::{self, Message};
+
+/// Why a delivery failed; the batch is retried later.
+#[derive(Debug, Clone)]
+pub struct DeliveryError(pub String);
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Sends one batch of one tenant to the receiver. `Ok` means the receiver acknowledged
+/// every message of the batch (it dedupes those it had applied already).
+#[async_trait::async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers `batch`, all of `tenant`.
+    async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError>;
+}
+
+/// How a relay paces itself.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Most messages per claim (and per delivery call).
+    pub batch_size: u64,
+    /// The safety-net poll when no wake-up arrives.
+    pub poll_interval: Duration,
+    /// How long a claim is held; a relay that dies releases its rows after this.
+    pub lease: Duration,
+    /// First retry delay; doubled per failed attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(2),
+            lease: Duration::from_secs(60),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Delivers the outbox rows of one target.
+pub struct Relay<D> {
+    db: DatabaseConnection,
+    target: &'static str,
+    deliver: D,
+    wake: Wake,
+    options: RelayOptions,
+}
+
+/// What one turn achieved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Turn {
+    /// Messages delivered and removed.
+    pub delivered: usize,
+    /// Messages whose delivery failed and was rescheduled.
+    pub failed: usize,
+}
+
+fn micros_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl<D: Deliver> Relay<D> {
+    /// A relay of `target`'s rows in `db`, woken by `wake`.
+    pub fn new(
+        db: DatabaseConnection,
+        target: &'static str,
+        deliver: D,
+        wake: Wake,
+        options: RelayOptions,
+    ) -> Self {
+        Self {
+            db,
+            target,
+            deliver,
+            wake,
+            options,
+        }
+    }
+
+    /// Delivers until `shutdown`; database errors are logged and retried.
+    pub async fn run(self, shutdown: Shutdown) {
+        tracing::info!(target_service = self.target, "outbox relay started");
+        while !shutdown.is_triggered() {
+            let turn = match self.turn().await {
+                Ok(turn) => turn,
+                Err(error) => {
+                    tracing::warn!(target_service = self.target, %error, "outbox relay turn failed");
+                    Turn::default()
+                }
+            };
+            if turn.delivered > 0 {
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.options.poll_interval) => {}
+                () = shutdown.wait() => {}
+            }
+        }
+        tracing::info!(target_service = self.target, "outbox relay stopped");
+    }
+
+    /// One round: claim due messages, deliver them per tenant, acknowledge or reschedule.
+    pub async fn turn(&self) -> Result<Turn, sea_orm::DbErr> {
+        let now = micros_now();
+        let claimed = store::claim(
+            &self.db,
+            self.target,
+            now,
+            now + micros(self.options.lease),
+            self.options.batch_size,
+        )
+        .await?;
+        let mut turn = Turn::default();
+        for (tenant, batch) in by_tenant(claimed) {
+            let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+            let attempt = batch.iter().map(|m| m.attempts).max().unwrap_or(0) + 1;
+            let span = tracing::info_span!(
+                "outbox.deliver",
+                otel.kind = "producer",
+                messaging.system = "clm-outbox",
+                messaging.destination.name = self.target,
+                messaging.batch.message_count = batch.len(),
+                attempt,
+            );
+            clm_telemetry::set_remote_parent(&span, &batch[0].traceparent);
+            let result = self.deliver.deliver(&tenant, &batch).instrument(span).await;
+            match result {
+                Ok(()) => {
+                    store::acknowledge(&self.db, &ids).await?;
+                    turn.delivered += ids.len();
+                }
+                Err(error) => {
+                    let delay = self.backoff(attempt);
+                    tracing::warn!(
+                        target_service = self.target,
+                        attempt,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %error,
+                        "delivery failed"
+                    );
+                    store::release(&self.db, &ids, micros_now() + micros(delay), &error.0).await?;
+                    turn.failed += ids.len();
+                }
+            }
+        }
+        Ok(turn)
+    }
+
+    /// Exponential backoff with jitter: a random delay between half and all of
+    /// `base * 2^(attempt-1)`, capped at `backoff_max`.
+    fn backoff(&self, attempt: i32) -> Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        let full = self
+            .options
+            .backoff_base
+            .saturating_mul(1 << exponent)
+            .min(self.options.backoff_max);
+        let half = full / 2;
+        half + full.saturating_sub(half).mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Splits claimed messages into per-tenant batches, keeping their order.
+fn by_tenant(messages: Vec<Message>) -> Vec<(String, Vec<Message>)> {
+    let mut batches: Vec<(String, Vec<Message>)> = Vec::new();
+    for message in messages {
+        match batches.iter_mut().find(|(t, _)| *t == message.tenant_id) {
+            Some((_, batch)) => batch.push(message),
+            None => batches.push((message.tenant_id.clone(), vec![message])),
+        }
+    }
+    batches
+}

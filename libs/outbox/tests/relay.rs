@@ -1,0 +1,249 @@
+//! The outbox and its relay on SQLite and (when configured) PostgreSQL.
+#![allow(unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+use clm_outbox::{
+    Deliver, DeliveryError, Message, NewMessage, Relay, RelayOptions, Wake, enqueue, stats,
+};
+use clm_runtime::Shutdown;
+use clm_testkit::{TestDatabase, backend_tests};
+
+struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(clm_outbox::CreateOutboxTable)]
+    }
+}
+
+async fn open(db: &TestDatabase) -> DatabaseConnection {
+    let conn = clm_store::connect("outbox_test", db.location())
+        .await
+        .unwrap();
+    clm_store::migrate::<Migrator>(&conn).await.unwrap();
+    conn
+}
+
+fn message(tenant: &str, event: &str) -> NewMessage {
+    NewMessage {
+        target: "receiver",
+        tenant_id: tenant.into(),
+        event_id: event.into(),
+        payload: event.as_bytes().to_vec(),
+    }
+}
+
+/// A receiver that dedupes by (tenant, event) like the real ones, counts how often each
+/// message arrived, and can be told to lose its acknowledgement after applying.
+#[derive(Clone, Default)]
+struct Receiver {
+    applied: Arc<Mutex<HashMap<(String, String), u32>>>,
+    received: Arc<Mutex<HashMap<(String, String), u32>>>,
+    lose_acks: Arc<Mutex<u32>>,
+}
+
+#[async_trait::async_trait]
+impl Deliver for Receiver {
+    async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+        let mut applied = self.applied.lock().unwrap();
+        let mut received = self.received.lock().unwrap();
+        for m in batch {
+            assert_eq!(m.payload, m.event_id.as_bytes());
+            let key = (tenant.to_owned(), m.event_id.clone());
+            *received.entry(key.clone()).or_default() += 1;
+            // Dedupe: a message seen before changes nothing.
+            applied.entry(key).or_insert(1);
+        }
+        let mut lose = self.lose_acks.lock().unwrap();
+        if *lose > 0 {
+            *lose -= 1;
+            return Err(DeliveryError(
+                "applied, but the acknowledgement was lost".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn fast() -> RelayOptions {
+    RelayOptions {
+        batch_size: 50,
+        poll_interval: Duration::from_secs(3600),
+        lease: Duration::from_secs(60),
+        backoff_base: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(5),
+    }
+}
+
+async fn drain(relay: &Relay<Receiver>) {
+    for _ in 0..1000 {
+        let turn = relay.turn().await.unwrap();
+        if turn.delivered == 0 && turn.failed == 0 {
+            return;
+        }
+        if turn.failed > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    panic!("the outbox never drained");
+}
+
+backend_tests!(
+    rows_exist_only_when_the_transaction_commits,
+    |db| async move {
+        let conn = open(&db).await;
+        let txn = conn.begin().await.unwrap();
+        enqueue(&txn, 10, vec![message("t1", "rolled-back")])
+            .await
+            .unwrap();
+        txn.rollback().await.unwrap();
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
+
+        let txn = conn.begin().await.unwrap();
+        enqueue(&txn, 10, vec![message("t1", "a"), message("t2", "b")])
+            .await
+            .unwrap();
+        enqueue(&txn, 20, vec![message("t1", "c")]).await.unwrap();
+        txn.commit().await.unwrap();
+        let s = stats(&conn, "receiver").await.unwrap();
+        assert_eq!((s.depth, s.oldest_created_at), (3, Some(10)));
+        assert_eq!(stats(&conn, "elsewhere").await.unwrap().depth, 0);
+    }
+);
+
+backend_tests!(
+    a_lost_acknowledgement_is_retried_and_applied_once,
+    |db| async move {
+        let conn = open(&db).await;
+        let events: Vec<NewMessage> = (0..120)
+            .map(|i| message(["t1", "t2"][i % 2], &format!("e{i}")))
+            .collect();
+        enqueue(&conn, 1, events).await.unwrap();
+        let receiver = Receiver::default();
+        *receiver.lose_acks.lock().unwrap() = 2;
+        let relay = Relay::new(
+            conn.clone(),
+            "receiver",
+            receiver.clone(),
+            Wake::new(),
+            fast(),
+        );
+        drain(&relay).await;
+        assert_eq!(
+            receiver.applied.lock().unwrap().len(),
+            120,
+            "every message arrived"
+        );
+        let received = receiver.received.lock().unwrap().clone();
+        let repeated = received.values().filter(|n| **n > 1).count();
+        assert!(
+            repeated > 0,
+            "batches whose acknowledgement was lost were sent again"
+        );
+        assert!(
+            received.values().all(|n| *n <= 3),
+            "no message beyond its retries"
+        );
+        assert_eq!(
+            stats(&conn, "receiver").await.unwrap().depth,
+            0,
+            "delivered rows are removed"
+        );
+    }
+);
+
+backend_tests!(
+    concurrent_relays_never_deliver_a_row_twice,
+    |db| async move {
+        let conn = open(&db).await;
+        enqueue(
+            &conn,
+            1,
+            (0..400).map(|i| message("t1", &format!("e{i}"))).collect(),
+        )
+        .await
+        .unwrap();
+        let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+
+        #[derive(Clone)]
+        struct Counting(Arc<Mutex<HashMap<String, u32>>>);
+        #[async_trait::async_trait]
+        impl Deliver for Counting {
+            async fn deliver(&self, _tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let mut counts = self.0.lock().unwrap();
+                for m in batch {
+                    *counts.entry(m.event_id.clone()).or_default() += 1;
+                }
+                Ok(())
+            }
+        }
+
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            let relay = Relay::new(
+                conn.clone(),
+                "receiver",
+                Counting(counts.clone()),
+                Wake::new(),
+                fast(),
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let turn = relay.turn().await.unwrap();
+                    if turn.delivered == 0 {
+                        break;
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let counts = counts.lock().unwrap();
+        assert_eq!(counts.len(), 400);
+        assert!(
+            counts.values().all(|n| *n == 1),
+            "a row was delivered twice"
+        );
+    }
+);
+
+backend_tests!(
+    a_wake_up_delivers_without_waiting_for_the_poll,
+    |db| async move {
+        let conn = open(&db).await;
+        let receiver = Receiver::default();
+        let wake = Wake::new();
+        let shutdown = Shutdown::new();
+        let relay = Relay::new(
+            conn.clone(),
+            "receiver",
+            receiver.clone(),
+            wake.clone(),
+            fast(),
+        );
+        let running = tokio::spawn(relay.run(shutdown.clone()));
+        // Let the relay go idle: with a one-hour poll, only the wake-up can start delivery.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        enqueue(&conn, 1, vec![message("t1", "woken")])
+            .await
+            .unwrap();
+        wake.notify();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while receiver.applied.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("delivered on wake-up");
+        shutdown.trigger();
+        running.await.unwrap();
+    }
+);
