@@ -177,3 +177,32 @@ mod tests {
         assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
 }
+
+/// The environment variable naming the Redis server tests may use.
+pub const TEST_REDIS_URL: &str = "CLM_TEST_REDIS_URL";
+
+/// The Redis URL of `CLM_TEST_REDIS_URL`, checked to answer PING: `None` when unset, a
+/// panic when set but unreachable (a configured server is never silently skipped).
+pub async fn test_redis_url() -> Option<String> {
+    let Ok(url) = std::env::var(TEST_REDIS_URL) else {
+        eprintln!("{TEST_REDIS_URL} is not set: the Redis variant does not run");
+        return None;
+    };
+    let client = redis::Client::open(url.as_str()).expect("a valid CLM_TEST_REDIS_URL");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("{TEST_REDIS_URL} is set but unreachable: {e}"));
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap_or_else(|e| panic!("{TEST_REDIS_URL} does not answer PING: {e}"));
+    assert_eq!(pong, "PONG");
+    Some(url)
+}
+
+/// A key prefix no other test uses, so tests share one Redis without touching each
+/// other's keys.
+pub fn unique_prefix() -> String {
+    format!("clmtest-{}", uuid::Uuid::now_v7().simple())
+}

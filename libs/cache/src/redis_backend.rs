@@ -1,0 +1,76 @@
+//! The Redis cache: one multiplexed, self-reconnecting connection, pipelined batches.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::{CacheBackend, CacheError};
+
+/// Redis behind a connection manager that connects on first use and reconnects by
+/// itself; short timeouts keep a dead Redis from slowing requests down.
+#[derive(Clone)]
+pub struct RedisBackend {
+    connection: ConnectionManager,
+}
+
+fn error(e: redis::RedisError) -> CacheError {
+    CacheError(e.to_string())
+}
+
+impl RedisBackend {
+    /// A backend for `url` (`redis://host:port/db`); nothing is connected yet, so a Redis
+    /// that is down does not stop a service from starting.
+    pub fn connect_lazy(url: &str) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(error)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(250)))
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(error)?;
+        Ok(Self { connection })
+    }
+}
+
+#[async_trait::async_trait]
+impl CacheBackend for RedisBackend {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut connection = self.connection.clone();
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .map_err(error)
+    }
+
+    async fn put_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        let seconds = ttl.as_secs().max(1);
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("EX")
+                .arg(seconds)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await.map_err(error)
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(error)
+    }
+}

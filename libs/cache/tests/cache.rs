@@ -1,0 +1,106 @@
+//! The score cache on the in-process backend and on Redis (with `CLM_TEST_REDIS_URL`).
+#![allow(unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clm_cache::{CacheBackend, MemoryBackend, RedisBackend, ScoreCache, ScoreKey};
+use clm_testkit::{test_redis_url, unique_prefix};
+
+fn key(contact: &str) -> ScoreKey {
+    ScoreKey {
+        tenant: "t1".into(),
+        model: "m1".into(),
+        contact: contact.into(),
+    }
+}
+
+/// Runs `body` on the memory backend and, when configured, on Redis.
+macro_rules! cache_tests {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn memory() {
+                let backend: Arc<dyn CacheBackend> = Arc::new(MemoryBackend::new(10_000));
+                ($body)(backend).await;
+            }
+
+            #[tokio::test]
+            async fn redis() {
+                if let Some(url) = test_redis_url().await {
+                    let backend: Arc<dyn CacheBackend> =
+                        Arc::new(RedisBackend::connect_lazy(&url).unwrap());
+                    ($body)(backend).await;
+                }
+            }
+        }
+    };
+}
+
+cache_tests!(values_round_trip_in_batches, |backend| async move {
+    let cache = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(60));
+    assert_eq!(
+        cache.get_many(&[key("a"), key("b")]).await,
+        vec![None, None]
+    );
+    cache
+        .put_many(vec![
+            (key("a"), b"alpha".to_vec()),
+            (key("b"), b"beta".to_vec()),
+        ])
+        .await;
+    let values = cache.get_many(&[key("b"), key("missing"), key("a")]).await;
+    assert_eq!(
+        values,
+        vec![Some(b"beta".to_vec()), None, Some(b"alpha".to_vec())]
+    );
+    cache.delete_many(&[key("a")]).await;
+    assert_eq!(cache.get_many(&[key("a")]).await, vec![None]);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.errors), (2, 4, 0));
+    assert!((stats.hit_ratio() - 2.0 / 6.0).abs() < 1e-9);
+    cache.delete_many(&[key("b")]).await;
+});
+
+cache_tests!(entries_expire_after_their_ttl, |backend| async move {
+    let cache = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(1));
+    cache.put_many(vec![(key("short"), b"v".to_vec())]).await;
+    assert!(cache.get_many(&[key("short")]).await[0].is_some());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(cache.get_many(&[key("short")]).await[0].is_none());
+});
+
+cache_tests!(
+    prefixes_keep_tests_and_tenants_apart,
+    |backend: Arc<dyn CacheBackend>| async move {
+        let one = ScoreCache::new(backend.clone(), &unique_prefix(), Duration::from_secs(60));
+        let two = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(60));
+        one.put_many(vec![(key("a"), b"one".to_vec())]).await;
+        assert_eq!(two.get_many(&[key("a")]).await, vec![None]);
+        let other_tenant = ScoreKey {
+            tenant: "t2".into(),
+            ..key("a")
+        };
+        assert_eq!(one.get_many(&[other_tenant]).await, vec![None]);
+        one.delete_many(&[key("a")]).await;
+    }
+);
+
+#[tokio::test]
+async fn a_dead_redis_reads_as_misses_and_is_counted() {
+    // Nothing listens on port 1: every operation fails fast.
+    let backend: Arc<dyn CacheBackend> =
+        Arc::new(RedisBackend::connect_lazy("redis://127.0.0.1:1").unwrap());
+    let cache = ScoreCache::new(backend, "clmtest-dead", Duration::from_secs(60));
+    cache.put_many(vec![(key("a"), b"v".to_vec())]).await;
+    assert_eq!(
+        cache.get_many(&[key("a"), key("b")]).await,
+        vec![None, None]
+    );
+    cache.delete_many(&[key("a")]).await;
+    let stats = cache.stats();
+    assert_eq!(stats.errors, 3);
+    assert_eq!((stats.hits, stats.misses), (0, 2));
+}
