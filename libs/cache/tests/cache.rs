@@ -72,21 +72,20 @@ cache_tests!(entries_expire_after_their_ttl, |backend| async move {
     assert!(cache.get_many(&[key("short")]).await[0].is_none());
 });
 
-cache_tests!(
-    prefixes_keep_tests_and_tenants_apart,
-    |backend: Arc<dyn CacheBackend>| async move {
-        let one = ScoreCache::new(backend.clone(), &unique_prefix(), Duration::from_secs(60));
-        let two = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(60));
-        one.put_many(vec![(key("a"), b"one".to_vec())]).await;
-        assert_eq!(two.get_many(&[key("a")]).await, vec![None]);
-        let other_tenant = ScoreKey {
-            tenant: "t2".into(),
-            ..key("a")
-        };
-        assert_eq!(one.get_many(&[other_tenant]).await, vec![None]);
-        one.delete_many(&[key("a")]).await;
-    }
-);
+cache_tests!(prefixes_keep_tests_and_tenants_apart, |backend: Arc<
+    dyn CacheBackend,
+>| async move {
+    let one = ScoreCache::new(backend.clone(), &unique_prefix(), Duration::from_secs(60));
+    let two = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(60));
+    one.put_many(vec![(key("a"), b"one".to_vec())]).await;
+    assert_eq!(two.get_many(&[key("a")]).await, vec![None]);
+    let other_tenant = ScoreKey {
+        tenant: "t2".into(),
+        ..key("a")
+    };
+    assert_eq!(one.get_many(&[other_tenant]).await, vec![None]);
+    one.delete_many(&[key("a")]).await;
+});
 
 #[tokio::test]
 async fn a_dead_redis_reads_as_misses_and_is_counted() {

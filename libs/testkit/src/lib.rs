@@ -160,24 +160,6 @@ macro_rules! backend_tests {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn replaces_the_database_and_keeps_the_query() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-            "postgres://postgres@127.0.0.1:5432/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h:1/db?sslmode=disable", "t2"),
-            "postgres://u:p@h:1/t2?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
-    }
-}
-
 /// The environment variable naming the Redis server tests may use.
 pub const TEST_REDIS_URL: &str = "CLM_TEST_REDIS_URL";
 
@@ -205,4 +187,22 @@ pub async fn test_redis_url() -> Option<String> {
 /// other's keys.
 pub fn unique_prefix() -> String {
     format!("clmtest-{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/db?sslmode=disable", "t2"),
+            "postgres://u:p@h:1/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
 }
