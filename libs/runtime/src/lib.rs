@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod page_token;
 mod server;
 mod shutdown;
 mod tenant;
