@@ -1,0 +1,508 @@
+//! ApplyInteractions: contact events turned into ledger entries and scores, exactly once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, TryInsertResult,
+};
+
+use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
+use super::{Store, json_map, map_json};
+use crate::domain::fold::{LedgerEntry, ScoreState, fold};
+use crate::domain::model::CompiledModel;
+use crate::domain::{Micros, ScoringError};
+
+/// What a contact event says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// An interaction happened.
+    Interaction {
+        /// Its type.
+        kind: String,
+        /// Its properties.
+        properties: BTreeMap<String, String>,
+    },
+    /// The contact's attributes are now these.
+    Upserted {
+        /// Flattened attributes.
+        attributes: BTreeMap<String, String>,
+    },
+    /// A duplicate was merged into the contact.
+    Merged {
+        /// The erased duplicate.
+        duplicate_id: String,
+    },
+    /// The contact was erased.
+    Erased,
+}
+
+/// One contact event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The dedupe key.
+    pub event_id: String,
+    /// The contact.
+    pub contact_id: String,
+    /// When it happened.
+    pub occurred_at: Micros,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// A score that changed, for the cache and for band signals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The model.
+    pub model_id: String,
+    /// The contact.
+    pub contact_id: String,
+    /// The new state.
+    pub state: ScoreState,
+    /// A band crossed upwards by this change: (from, to).
+    pub crossed: Option<(String, String)>,
+}
+
+/// The outcome of one ApplyInteractions call.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Events applied now.
+    pub applied: u64,
+    /// Events applied before (or repeated in the call).
+    pub duplicates: u64,
+    /// Scores that changed.
+    pub changed: Vec<Change>,
+    /// (model, contact) scores that no longer exist.
+    pub removed: Vec<(String, String)>,
+}
+
+impl Store {
+    /// Applies `events` in one transaction: each new event id is recorded together with its
+    /// effects, so a repeated delivery changes nothing. Scores of touched contacts are
+    /// recomputed under every model.
+    pub async fn apply(
+        &self,
+        tenant: &str,
+        events: Vec<Event>,
+        models: &[CompiledModel],
+        now: Micros,
+    ) -> Result<Applied, ScoringError> {
+        let mut outcome = Applied::default();
+        let mut seen = HashSet::new();
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            if seen.insert(event.event_id.clone()) {
+                fresh.push(event);
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(outcome);
+        }
+        let txn = clm_store::begin_write(&self.db).await?;
+        let inserted =
+            applied_event::Entity::insert_many(fresh.iter().map(|e| applied_event::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(e.event_id.clone()),
+                applied_at: Set(now),
+            }))
+            .on_conflict_do_nothing_on([
+                applied_event::Column::TenantId,
+                applied_event::Column::EventId,
+            ])
+            .exec_with_returning_keys(&txn)
+            .await?;
+        let new_ids: HashSet<String> = match inserted {
+            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
+            _ => HashSet::new(),
+        };
+        outcome.duplicates += (fresh.len() - new_ids.len()) as u64;
+        outcome.applied = new_ids.len() as u64;
+        let events: Vec<Event> = fresh
+            .into_iter()
+            .filter(|e| new_ids.contains(&e.event_id))
+            .collect();
+
+        let mut redirects = load_tombstones(&txn, tenant, &events).await?;
+        let mut touched: BTreeMap<String, String> = BTreeMap::new();
+        let mut pending = Pending::default();
+        for event in events {
+            let Some(contact) = resolve(&redirects, &event.contact_id) else {
+                continue; // erased: the event is acknowledged and has no effect
+            };
+            match event.kind {
+                EventKind::Interaction { kind, properties } => {
+                    for model in models {
+                        for rule in model
+                            .event_rules
+                            .iter()
+                            .filter(|r| r.matches(&kind, &properties))
+                        {
+                            pending.ledger.push(ledger::ActiveModel {
+                                tenant_id: Set(tenant.to_owned()),
+                                model_id: Set(model.id.clone()),
+                                event_id: Set(event.event_id.clone()),
+                                rule_id: Set(rule.rule.id.clone()),
+                                contact_id: Set(contact.clone()),
+                                points: Set(rule.rule.points),
+                                occurred_at: Set(event.occurred_at),
+                                recorded_at: Set(now),
+                            });
+                        }
+                    }
+                    pending.history.push(history::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        event_id: Set(event.event_id.clone()),
+                        contact_id: Set(contact.clone()),
+                        kind: Set(kind),
+                        occurred_at: Set(event.occurred_at),
+                        properties: Set(json_map(&properties)),
+                    });
+                    touched.insert(contact, event.event_id);
+                }
+                EventKind::Upserted { attributes } => {
+                    pending.flush(&txn).await?;
+                    upsert_profile(&txn, tenant, &contact, &attributes, now).await?;
+                    touched.insert(contact, event.event_id);
+                }
+                EventKind::Merged { duplicate_id } => {
+                    pending.flush(&txn).await?;
+                    let Some(duplicate) = resolve(&redirects, &duplicate_id) else {
+                        continue;
+                    };
+                    if duplicate == contact {
+                        continue;
+                    }
+                    merge(&txn, tenant, &duplicate, &contact).await?;
+                    redirects.insert(duplicate.clone(), Some(contact.clone()));
+                    touched.remove(&duplicate);
+                    for model in models {
+                        outcome.removed.push((model.id.clone(), duplicate.clone()));
+                    }
+                    touched.insert(contact, event.event_id);
+                }
+                EventKind::Erased => {
+                    pending.flush(&txn).await?;
+                    erase(&txn, tenant, &contact).await?;
+                    redirects.insert(contact.clone(), None);
+                    touched.remove(&contact);
+                    for model in models {
+                        outcome.removed.push((model.id.clone(), contact.clone()));
+                    }
+                }
+            }
+        }
+        pending.flush(&txn).await?;
+        outcome.changed = rescore(&txn, tenant, models, &touched, now).await?;
+        txn.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// History and ledger rows gathered between events that must see them.
+#[derive(Default)]
+struct Pending {
+    history: Vec<history::ActiveModel>,
+    ledger: Vec<ledger::ActiveModel>,
+}
+
+impl Pending {
+    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), ScoringError> {
+        // SQLite binds at most 32,766 parameters per statement; 8 columns x 1,000 rows fits.
+        for chunk in std::mem::take(&mut self.history).chunks(1000) {
+            history::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing_on([history::Column::TenantId, history::Column::EventId])
+                .exec_without_returning(txn)
+                .await?;
+        }
+        for chunk in std::mem::take(&mut self.ledger).chunks(1000) {
+            ledger::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where events for each known-dead contact go: `Some(survivor)` after a merge, `None`
+/// after an erasure.
+type Redirects = HashMap<String, Option<String>>;
+
+async fn load_tombstones(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    events: &[Event],
+) -> Result<Redirects, ScoringError> {
+    let mut ids: BTreeSet<&str> = events.iter().map(|e| e.contact_id.as_str()).collect();
+    for e in events {
+        if let EventKind::Merged { duplicate_id } = &e.kind {
+            ids.insert(duplicate_id);
+        }
+    }
+    let mut redirects = Redirects::new();
+    let mut frontier: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+    // Follow merge chains (a merged into b, b into c) a few hops.
+    for _ in 0..8 {
+        if frontier.is_empty() {
+            break;
+        }
+        let stones = tombstone::Entity::find()
+            .filter(tombstone::Column::TenantId.eq(tenant))
+            .filter(tombstone::Column::ContactId.is_in(frontier.clone()))
+            .all(txn)
+            .await?;
+        frontier = stones
+            .iter()
+            .filter_map(|s| s.merged_into.clone())
+            .collect();
+        for stone in stones {
+            redirects.insert(stone.contact_id, stone.merged_into);
+        }
+    }
+    Ok(redirects)
+}
+
+fn resolve(redirects: &Redirects, contact: &str) -> Option<String> {
+    let mut current = contact.to_owned();
+    for _ in 0..16 {
+        match redirects.get(&current) {
+            None => return Some(current),
+            Some(None) => return None,
+            Some(Some(next)) => current.clone_from(next),
+        }
+    }
+    Some(current)
+}
+
+async fn upsert_profile(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact: &str,
+    attributes: &BTreeMap<String, String>,
+    now: Micros,
+) -> Result<(), ScoringError> {
+    profile::Entity::insert(profile::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        contact_id: Set(contact.to_owned()),
+        attributes: Set(json_map(attributes)),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([profile::Column::TenantId, profile::Column::ContactId])
+            .update_columns([profile::Column::Attributes, profile::Column::UpdatedAt])
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+async fn tombstone(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact: &str,
+    merged_into: Option<&str>,
+) -> Result<(), ScoringError> {
+    tombstone::Entity::insert(tombstone::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        contact_id: Set(contact.to_owned()),
+        merged_into: Set(merged_into.map(str::to_owned)),
+    })
+    .on_conflict(
+        OnConflict::columns([tombstone::Column::TenantId, tombstone::Column::ContactId])
+            .update_column(tombstone::Column::MergedInto)
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the duplicate's history and ledger to the survivor; the survivor's own profile
+/// wins (contacts sends the merged profile as its own event).
+async fn merge(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    duplicate: &str,
+    survivor: &str,
+) -> Result<(), ScoringError> {
+    history::Entity::update_many()
+        .col_expr(history::Column::ContactId, Expr::value(survivor))
+        .filter(history::Column::TenantId.eq(tenant))
+        .filter(history::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    ledger::Entity::update_many()
+        .col_expr(ledger::Column::ContactId, Expr::value(survivor))
+        .filter(ledger::Column::TenantId.eq(tenant))
+        .filter(ledger::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    remove_contact_rows(txn, tenant, duplicate, false).await?;
+    tombstone(txn, tenant, duplicate, Some(survivor)).await
+}
+
+/// Removes every trace of an erased contact.
+async fn erase(txn: &DatabaseTransaction, tenant: &str, contact: &str) -> Result<(), ScoringError> {
+    remove_contact_rows(txn, tenant, contact, true).await?;
+    tombstone(txn, tenant, contact, None).await
+}
+
+async fn remove_contact_rows(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact: &str,
+    with_history: bool,
+) -> Result<(), ScoringError> {
+    if with_history {
+        history::Entity::delete_many()
+            .filter(history::Column::TenantId.eq(tenant))
+            .filter(history::Column::ContactId.eq(contact))
+            .exec(txn)
+            .await?;
+        ledger::Entity::delete_many()
+            .filter(ledger::Column::TenantId.eq(tenant))
+            .filter(ledger::Column::ContactId.eq(contact))
+            .exec(txn)
+            .await?;
+    }
+    profile::Entity::delete_many()
+        .filter(profile::Column::TenantId.eq(tenant))
+        .filter(profile::Column::ContactId.eq(contact))
+        .exec(txn)
+        .await?;
+    score::Entity::delete_many()
+        .filter(score::Column::TenantId.eq(tenant))
+        .filter(score::Column::ContactId.eq(contact))
+        .exec(txn)
+        .await?;
+    band_event::Entity::delete_many()
+        .filter(band_event::Column::TenantId.eq(tenant))
+        .filter(band_event::Column::ContactId.eq(contact))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Recomputes the scores of `touched` contacts (contact -> the last event that touched
+/// it) under every model, records upward band crossings, and stores the new states.
+pub(crate) async fn rescore<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    models: &[CompiledModel],
+    touched: &BTreeMap<String, String>,
+    now: Micros,
+) -> Result<Vec<Change>, ScoringError> {
+    if touched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let contacts: Vec<String> = touched.keys().cloned().collect();
+    let mut changes = Vec::new();
+    for chunk in contacts.chunks(500) {
+        let profiles: HashMap<String, BTreeMap<String, String>> = profile::Entity::find()
+            .filter(profile::Column::TenantId.eq(tenant))
+            .filter(profile::Column::ContactId.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|p| (p.contact_id, map_json(p.attributes)))
+            .collect();
+        for model in models {
+            let mut ledgers: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
+            for row in ledger::Entity::find()
+                .filter(ledger::Column::TenantId.eq(tenant))
+                .filter(ledger::Column::ModelId.eq(&model.id))
+                .filter(ledger::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?
+            {
+                ledgers
+                    .entry(row.contact_id)
+                    .or_default()
+                    .push(LedgerEntry {
+                        event_id: row.event_id,
+                        rule_id: row.rule_id,
+                        points: row.points,
+                        occurred_at: row.occurred_at,
+                    });
+            }
+            let previous: HashMap<String, ScoreState> = score::Entity::find()
+                .filter(score::Column::TenantId.eq(tenant))
+                .filter(score::Column::ModelId.eq(&model.id))
+                .filter(score::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?
+                .into_iter()
+                .filter_map(|s| Some((s.contact_id, serde_json::from_value(s.state).ok()?)))
+                .collect();
+            let empty = BTreeMap::new();
+            let mut rows = Vec::with_capacity(chunk.len());
+            for contact in chunk {
+                let entries = ledgers.remove(contact).unwrap_or_default();
+                let state = fold(
+                    model,
+                    &entries,
+                    profiles.get(contact).unwrap_or(&empty),
+                    now,
+                    now,
+                );
+                let band_after = model.band(state.at(now).0);
+                let band_before = previous
+                    .get(contact)
+                    .map(|p| model.band(p.at(now).0))
+                    .unwrap_or_default();
+                let crossed = (model.rank(&band_after) > model.rank(&band_before))
+                    .then(|| (band_before, band_after.clone()));
+                if let Some((from, to)) = &crossed {
+                    band_event::Entity::insert(band_event::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        model_id: Set(model.id.clone()),
+                        contact_id: Set(contact.clone()),
+                        event_id: Set(touched[contact].clone()),
+                        from_band: Set(from.clone()),
+                        to_band: Set(to.clone()),
+                        total: Set(state.at(now).0),
+                        occurred_at: Set(now),
+                    })
+                    .on_conflict_do_nothing()
+                    .exec_without_returning(db)
+                    .await?;
+                }
+                rows.push(score::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    model_id: Set(model.id.clone()),
+                    contact_id: Set(contact.clone()),
+                    state: Set(serde_json::to_value(&state).expect("a state always serialises")),
+                    band: Set(band_after),
+                    updated_at: Set(now),
+                });
+                changes.push(Change {
+                    model_id: model.id.clone(),
+                    contact_id: contact.clone(),
+                    state,
+                    crossed,
+                });
+            }
+            score::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        score::Column::TenantId,
+                        score::Column::ModelId,
+                        score::Column::ContactId,
+                    ])
+                    .update_columns([
+                        score::Column::State,
+                        score::Column::Band,
+                        score::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+                )
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    Ok(changes)
+}
