@@ -1,5 +1,189 @@
-//! clm-scoring: the scoring service: rule-based lead scores with decay, caps and thresholds.
+//! clm-scoring: the scoring service: rule-based lead scores with decay, caps and MQL/SQL
+//! thresholds, folded from an append-only ledger and served through a score cache.
 #![forbid(unsafe_code)]
 
+mod convert;
 pub mod domain;
+mod grpc;
+mod models;
 pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tonic::server::NamedService;
+
+use clm_cache::ScoreCache;
+use clm_proto::scoring::v1::scoring_service_server::ScoringServiceServer;
+use clm_runtime::page_token::PageTokens;
+use clm_runtime::{ServeOptions, Shutdown};
+
+pub use grpc::{MAX_APPLY_EVENTS, MAX_BATCH_IDS, ScoringApi};
+
+use crate::domain::Clock;
+use crate::store::Store;
+
+/// The fully qualified gRPC service name.
+pub const SERVICE_NAME: &str = <ScoringServiceServer<ScoringApi> as NamedService>::NAME;
+/// The default gRPC address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50052";
+
+/// How to run the scoring service.
+#[derive(Clone)]
+pub struct Config {
+    /// The gRPC address (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where the SQLite file lives when no database URL is given.
+    pub data_dir: PathBuf,
+    /// A PostgreSQL URL; the service keeps its tables in the `scoring` schema.
+    pub database_url: Option<String>,
+    /// Apply pending migrations at start-up.
+    pub migrate: bool,
+    /// Redis for the score cache; the in-process cache without it.
+    pub redis_url: Option<String>,
+    /// Prefix of cache keys (`clm` in production; tests use their own).
+    pub cache_prefix: String,
+    /// How long a cached score lives.
+    pub cache_ttl: Duration,
+    /// The secret page tokens are signed with (random per process when unset).
+    pub page_token_secret: Option<String>,
+    /// Largest accepted request message, in bytes.
+    pub max_message_bytes: usize,
+    /// Timeouts, limits and grace period.
+    pub serve: ServeOptions,
+    /// Where "now" comes from.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("redis", &self.redis_url.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// The embedded default on `listen`, with data under `data_dir`.
+    pub fn embedded(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            migrate: true,
+            redis_url: None,
+            cache_prefix: "clm".into(),
+            cache_ttl: Duration::from_secs(3600),
+            page_token_secret: None,
+            max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
+            serve: ServeOptions::default(),
+            clock: domain::system_clock(),
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Store(#[from] clm_store::StoreError),
+    /// The cache URL is not usable.
+    #[error("{0}")]
+    Cache(#[from] clm_cache::CacheError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A scoring service that is bound, migrated and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    api: ScoringApi,
+    cache: ScoreCache,
+    config: Config,
+}
+
+impl Application {
+    /// Opens (and migrates) the database, prepares the cache, then binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let location = match &config.database_url {
+            Some(url) => clm_store::Location::Postgres(url),
+            None => clm_store::Location::DataDir(&config.data_dir),
+        };
+        let db = clm_store::connect("scoring", location).await?;
+        if config.migrate {
+            clm_store::migrate::<store::migration::Migrator>(&db).await?;
+        }
+        let cache = ScoreCache::from_url(
+            config.redis_url.as_deref(),
+            &config.cache_prefix,
+            config.cache_ttl,
+            1_000_000,
+        )?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let secret = config
+            .page_token_secret
+            .clone()
+            .map_or_else(|| rand::random::<[u8; 32]>().to_vec(), String::into_bytes);
+        let api = ScoringApi::new(
+            Store::new(db),
+            cache.clone(),
+            PageTokens::new(&secret),
+            config.clock.clone(),
+        );
+        Ok(Self {
+            listener,
+            addr,
+            api,
+            cache,
+            config,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The score cache (its counters tell the hit ratio and fallbacks).
+    pub fn cache(&self) -> ScoreCache {
+        self.cache.clone()
+    }
+
+    /// Serves until `shutdown` is triggered, then drains.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), clm_runtime::Error> {
+        let service = ScoringServiceServer::new(self.api)
+            .max_decoding_message_size(self.config.max_message_bytes)
+            .max_encoding_message_size(self.config.max_message_bytes);
+        tracing::info!(addr = %self.addr, service = SERVICE_NAME, "serving");
+        clm_runtime::serve(
+            self.listener,
+            tonic::service::Routes::new(service),
+            &[SERVICE_NAME],
+            &self.config.serve,
+            shutdown,
+        )
+        .await
+    }
+}
