@@ -3,8 +3,13 @@
 use sea_orm_migration::prelude::*;
 
 /// Creates the `outbox` table; add it to a service's migrator.
-#[derive(DeriveMigrationName)]
 pub struct CreateOutboxTable;
+
+impl MigrationName for CreateOutboxTable {
+    fn name(&self) -> &str {
+        "m20261122_000100_create_outbox"
+    }
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateOutboxTable {

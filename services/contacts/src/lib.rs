@@ -5,6 +5,7 @@
 mod convert;
 pub mod domain;
 mod grpc;
+mod relay;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -44,6 +45,11 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts, limits and grace period.
     pub serve: ServeOptions,
+    /// Where scoring listens; contact events are delivered there. Without it they wait in
+    /// the outbox.
+    pub scoring_addr: Option<String>,
+    /// How the outbox relay paces itself.
+    pub relay: clm_outbox::RelayOptions,
 }
 
 impl Config {
@@ -57,6 +63,8 @@ impl Config {
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
+            scoring_addr: None,
+            relay: clm_outbox::RelayOptions::default(),
         }
     }
 }
@@ -67,6 +75,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] clm_store::StoreError),
+    /// The scoring address is not usable.
+    #[error("scoring address: {0}")]
+    ScoringAddr(#[from] tonic::transport::Error),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -82,6 +93,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     api: ContactsApi,
+    relay: Option<clm_outbox::Relay<relay::ScoringDelivery>>,
     config: Config,
 }
 
@@ -124,11 +136,23 @@ impl Application {
             },
             String::into_bytes,
         );
-        let api = ContactsApi::new(Store::new(db), PageTokens::new(&secret));
+        let wake = clm_outbox::Wake::new();
+        let relay = match &config.scoring_addr {
+            Some(addr) => Some(clm_outbox::Relay::new(
+                db.clone(),
+                "scoring",
+                relay::ScoringDelivery::new(addr)?,
+                wake.clone(),
+                config.relay.clone(),
+            )),
+            None => None,
+        };
+        let api = ContactsApi::new(Store::new(db, wake), PageTokens::new(&secret));
         Ok(Self {
             listener,
             addr,
             api,
+            relay,
             config,
         })
     }
@@ -143,19 +167,29 @@ impl Application {
         self.addr.port()
     }
 
-    /// Serves until `shutdown` is triggered, then drains.
+    /// Serves (and relays contact events) until `shutdown` is triggered, then drains.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), clm_runtime::Error> {
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(shutdown.clone())));
         let service = ContactsServiceServer::new(self.api)
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
         tracing::info!(addr = %self.addr, service = SERVICE_NAME, "serving");
-        clm_runtime::serve(
+        let served = clm_runtime::serve(
             self.listener,
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
-            shutdown,
+            shutdown.clone(),
         )
-        .await
+        .await;
+        shutdown.trigger();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        served
     }
 }

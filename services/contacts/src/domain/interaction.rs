@@ -7,6 +7,9 @@ use clm_runtime::FieldViolation;
 use super::contact::{MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, attribute_key_problem};
 use super::time::{DAY, Micros};
 
+/// Event ids starting with this are the suite's own (contact changes).
+pub const RESERVED_EVENT_PREFIX: &str = "clm:";
+
 /// The largest accepted amount: one billion units of any currency.
 pub const MAX_AMOUNT_MICROS: i64 = 1_000_000_000 * 1_000_000;
 /// How far ahead of the server's clock `occurred_at` may be (clock skew, time zones).
@@ -64,6 +67,11 @@ pub fn validate(
     let id = &interaction.event_id;
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
         bad("event_id", "must be 1 to 128 printable characters");
+    } else if id.starts_with(RESERVED_EVENT_PREFIX) {
+        bad(
+            "event_id",
+            "must not start with \"clm:\" (reserved for the suite's own events)",
+        );
     }
     if interaction.contact_id.is_empty() {
         bad("contact_id", "is required");

@@ -86,10 +86,19 @@ impl Store {
             ])
             .exec_with_returning_keys(&txn)
             .await?;
-        txn.commit().await?;
         if let TryInsertResult::Inserted(keys) = inserted {
             outcome.accepted = keys.into_iter().map(|(_, event_id)| event_id).collect();
         }
+        // Only what this call stored goes downstream; a duplicate was sent when first stored.
+        let accepted: HashSet<&str> = outcome.accepted.iter().map(String::as_str).collect();
+        let messages = batch
+            .iter()
+            .filter(|(_, i)| accepted.contains(i.event_id.as_str()))
+            .flat_map(|(_, i)| super::events::interaction(tenant, i))
+            .collect();
+        let now = batch.first().map_or(0, |(_, i)| i.recorded_at);
+        clm_outbox::enqueue(&txn, now, messages).await?;
+        self.commit(txn).await?;
         outcome.duplicates += attempted - outcome.accepted.len() as u64;
         Ok(outcome)
     }

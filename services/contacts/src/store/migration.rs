@@ -8,12 +8,20 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateContactTables)]
+        vec![
+            Box::new(CreateContactTables),
+            Box::new(clm_outbox::CreateOutboxTable),
+        ]
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct CreateContactTables;
+
+impl MigrationName for CreateContactTables {
+    fn name(&self) -> &str {
+        "m20261122_000001_create_contact_tables"
+    }
+}
 
 fn text(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))

@@ -2,6 +2,7 @@
 
 mod convert;
 pub mod entities;
+pub mod events;
 mod filter_sql;
 mod interactions;
 pub mod migration;
@@ -112,10 +113,12 @@ pub struct ImportOutcome {
     pub rejected: Vec<(u64, String)>,
 }
 
-/// The contacts database.
+/// The contacts database. Every change also writes its contact events to the outbox in
+/// the same transaction, and wakes the relay after commit.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    wake: clm_outbox::Wake,
 }
 
 fn tenant_is(tenant: &str) -> Condition {
@@ -123,9 +126,16 @@ fn tenant_is(tenant: &str) -> Condition {
 }
 
 impl Store {
-    /// A store over an open, migrated connection.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A store over an open, migrated connection; `wake` is told about committed events.
+    pub fn new(db: DatabaseConnection, wake: clm_outbox::Wake) -> Self {
+        Self { db, wake }
+    }
+
+    /// Commits `txn` and wakes the relay.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), ContactsError> {
+        txn.commit().await?;
+        self.wake.notify();
+        Ok(())
     }
 
     /// The connection.
@@ -139,15 +149,20 @@ impl Store {
         tenant: &str,
         contact: &Contact,
     ) -> Result<(), ContactsError> {
-        match contact_row(tenant, contact).insert(&self.db).await {
-            Ok(_) => Ok(()),
+        let txn = clm_store::begin_write(&self.db).await?;
+        match contact_row(tenant, contact).insert(&txn).await {
+            Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-                Err(self
+                drop(txn);
+                return Err(self
                     .email_taken(&self.db, tenant, &contact.fields.email)
-                    .await)
+                    .await);
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        let now = contact.created_at;
+        clm_outbox::enqueue(&txn, now, events::upserted(tenant, contact, true, now)).await?;
+        self.commit(txn).await
     }
 
     async fn email_taken<C: ConnectionTrait>(
@@ -188,7 +203,8 @@ impl Store {
         }
         let fields = update.apply(&current.fields, now)?;
         let next = write_version(&txn, tenant, &current, fields, now).await?;
-        txn.commit().await?;
+        clm_outbox::enqueue(&txn, now, events::upserted(tenant, &next, false, now)).await?;
+        self.commit(txn).await?;
         Ok(next)
     }
 
@@ -207,7 +223,8 @@ impl Store {
             return Err(ContactsError::StaleEtag);
         }
         let erased = erase(&txn, tenant, id, None, now).await?;
-        txn.commit().await?;
+        clm_outbox::enqueue(&txn, now, events::erased(tenant, id, now)).await?;
+        self.commit(txn).await?;
         Ok(erased)
     }
 
@@ -286,7 +303,10 @@ impl Store {
         erase(&txn, tenant, duplicate_id, Some(survivor_id), now).await?;
         let fields = merge_fields(&survivor.fields, &duplicate.fields);
         let merged = write_version(&txn, tenant, &survivor, fields, now).await?;
-        txn.commit().await?;
+        let mut messages = events::merged(tenant, survivor_id, duplicate_id, now);
+        messages.extend(events::upserted(tenant, &merged, false, now));
+        clm_outbox::enqueue(&txn, now, messages).await?;
+        self.commit(txn).await?;
         Ok((merged, moved))
     }
 
@@ -300,6 +320,7 @@ impl Store {
         now: Micros,
     ) -> Result<ImportOutcome, ContactsError> {
         let mut outcome = ImportOutcome::default();
+        let mut messages = Vec::new();
         let txn = clm_store::begin_write(&self.db).await?;
         let emails: Vec<String> = rows.iter().map(|(_, f)| f.email.clone()).collect();
         let mut existing: std::collections::HashMap<String, Contact> = contact::Entity::find()
@@ -319,18 +340,21 @@ impl Store {
                 Some(current) => {
                     let merged = overlay(&current.fields, &fields);
                     let next = write_version(&txn, tenant, current, merged, now).await?;
+                    messages.extend(events::upserted(tenant, &next, false, now));
                     existing.insert(next.fields.email.clone(), next);
                     outcome.updated += 1;
                 }
                 None => {
                     let contact = new_contact(fields, now);
                     contact_row(tenant, &contact).insert(&txn).await?;
+                    messages.extend(events::upserted(tenant, &contact, true, now));
                     existing.insert(contact.fields.email.clone(), contact);
                     outcome.created += 1;
                 }
             }
         }
-        txn.commit().await?;
+        clm_outbox::enqueue(&txn, now, messages).await?;
+        self.commit(txn).await?;
         Ok(outcome)
     }
 }

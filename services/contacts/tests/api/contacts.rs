@@ -387,3 +387,100 @@ backend_tests!(another_tenants_contact_does_not_exist, |db| async move {
     );
     assert_eq!(app.snapshot().await, before);
 });
+
+backend_tests!(
+    every_change_writes_its_contact_event_in_the_same_transaction,
+    |db| async move {
+        use clm_proto::common::v1::{ContactEvent, contact_event::Kind};
+        use prost::Message;
+        let app = TestApp::spawn(db).await;
+        let mut c = contact("ada@example.com");
+        c.first_name = "Ada".into();
+        c.company = "Analytical".into();
+        c.attributes.insert("plan".into(), "pro".into());
+        let ada = app.create_in("default", c).await;
+        let grace = app.create("grace@example.com").await;
+        app.record(purchase("p1", &ada.id, 1_000_000, 1))
+            .await
+            .unwrap();
+        app.record(purchase("p1", &ada.id, 1_000_000, 1))
+            .await
+            .unwrap(); // duplicate: no event
+        expect_invalid(
+            app.record(purchase("clm:contact:x", &ada.id, 1, 1)).await,
+            "interaction.event_id",
+        );
+        app.client
+            .clone()
+            .merge_contacts(pb::MergeContactsRequest {
+                survivor_id: ada.id.clone(),
+                duplicate_id: grace.id.clone(),
+            })
+            .await
+            .unwrap();
+        app.client
+            .clone()
+            .delete_contact(pb::DeleteContactRequest {
+                id: ada.id.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+
+        let events: Vec<ContactEvent> = app
+            .snapshot()
+            .await
+            .outbox
+            .iter()
+            .inspect(|row| {
+                assert_eq!(
+                    (row.target.as_str(), row.tenant_id.as_str()),
+                    ("scoring", "default")
+                )
+            })
+            .map(|row| ContactEvent::decode(row.payload.as_slice()).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e.kind.as_ref().unwrap() {
+                Kind::Upserted(u) if u.created => "created",
+                Kind::Upserted(_) => "updated",
+                Kind::Interaction(_) => "interaction",
+                Kind::Merged(_) => "merged",
+                Kind::Erased(_) => "erased",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "created",
+                "created",
+                "interaction",
+                "merged",
+                "updated",
+                "erased"
+            ]
+        );
+        let Some(Kind::Upserted(first)) = &events[0].kind else {
+            unreachable!()
+        };
+        assert_eq!(
+            first.attributes.get("company").map(String::as_str),
+            Some("Analytical")
+        );
+        assert_eq!(
+            first.attributes.get("plan").map(String::as_str),
+            Some("pro")
+        );
+        assert!(
+            !first.attributes.contains_key("first_name"),
+            "no names downstream"
+        );
+        assert!(
+            !first.attributes.values().any(|v| v.contains('@')),
+            "no email downstream"
+        );
+        assert_eq!(events[2].event_id, "p1");
+        assert!(events[0].event_id.starts_with("clm:contact:"));
+    }
+);

@@ -33,6 +33,7 @@ pub struct Snapshot {
     pub contacts: Vec<contact::Model>,
     pub interactions: Vec<interaction::Model>,
     pub tombstones: Vec<tombstone::Model>,
+    pub outbox: Vec<clm_outbox::entity::Model>,
 }
 
 impl TestApp {
@@ -112,6 +113,11 @@ impl TestApp {
                 .await
                 .unwrap(),
             tombstones: tombstone::Entity::find().all(&self.db).await.unwrap(),
+            outbox: clm_outbox::entity::Entity::find()
+                .order_by_asc(clm_outbox::entity::Column::Id)
+                .all(&self.db)
+                .await
+                .unwrap(),
         }
     }
 

@@ -12,8 +12,13 @@ impl MigratorTrait for Migrator {
     }
 }
 
-#[derive(DeriveMigrationName)]
 struct CreateScoringTables;
+
+impl MigrationName for CreateScoringTables {
+    fn name(&self) -> &str {
+        "m20261122_000001_create_scoring_tables"
+    }
+}
 
 fn column(name: &str, kind: &str) -> ColumnDef {
     let mut c = ColumnDef::new(Alias::new(name));
