@@ -27,6 +27,12 @@ pub(crate) enum Command {
     /// Record and list interactions in a running suite.
     #[command(subcommand)]
     Interactions(InteractionsCommand),
+    /// Read lead scores from a running suite.
+    #[command(subcommand)]
+    Score(ScoreCommand),
+    /// Inspect scoring models and simulate changes to them.
+    #[command(subcommand)]
+    Models(ModelsCommand),
 }
 
 /// Where services keep their data.
@@ -54,6 +60,9 @@ pub(crate) struct ServerArgs {
     /// Secret for signing page tokens (random per process when unset).
     #[arg(long, env = "CLM_PAGE_TOKEN_SECRET", hide_env_values = true)]
     pub(crate) page_token_secret: Option<String>,
+    /// Redis for the score cache (the in-process cache when unset).
+    #[arg(long, env = "CLM_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
     /// Upper bound on a request's run time, in seconds (a shorter grpc-timeout wins).
     #[arg(long, env = "CLM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) request_timeout_secs: u64,
@@ -75,12 +84,17 @@ pub(crate) struct UpArgs {
     /// Address of the contacts service.
     #[arg(long, env = "CLM_CONTACTS_ADDR", default_value = "127.0.0.1:50051")]
     pub(crate) contacts_addr: SocketAddr,
+    /// Address of the scoring service.
+    #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
+    pub(crate) scoring_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Service {
     /// People, their timeline, imports, merges, erasure.
     Contacts,
+    /// Lead scores.
+    Scoring,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +106,9 @@ pub(crate) struct ServeArgs {
     /// gRPC address (default: the service's port on loopback, e.g. 127.0.0.1:50051).
     #[arg(long, env = "CLM_LISTEN_ADDR")]
     pub(crate) listen: Option<SocketAddr>,
+    /// Where scoring is found (contacts delivers its events there).
+    #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
+    pub(crate) scoring_addr: String,
 }
 
 /// How client commands reach the suite.
@@ -100,6 +117,9 @@ pub(crate) struct ClientArgs {
     /// Address of the contacts service.
     #[arg(long, env = "CLM_CONTACTS_ADDR", default_value = "127.0.0.1:50051")]
     pub(crate) contacts_addr: String,
+    /// Address of the scoring service.
+    #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
+    pub(crate) scoring_addr: String,
     /// The tenant to act for (sent as x-tenant-id).
     #[arg(long, env = "CLM_TENANT", default_value = "default")]
     pub(crate) tenant: String,
@@ -228,6 +248,88 @@ pub(crate) enum InteractionsCommand {
         #[arg(long, default_value_t = 50)]
         page_size: i32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScoreCommand {
+    /// A contact's score.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The scoring model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// Each rule's contribution to a contact's score, after decay.
+    Explain {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The scoring model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// The ledger entries behind a contact's score, newest first.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The scoring model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+        /// Entries to show.
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ModelsCommand {
+    /// The tenant's scoring models.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One model's rules and thresholds.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The model (the tenant's default when omitted).
+        #[arg(default_value = "")]
+        id: String,
+        /// A past version (default: the current one).
+        #[arg(long, default_value_t = 0)]
+        version: i64,
+    },
+    /// Dry run: how bands would shift if a model were changed, over the recorded history.
+    Simulate {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The model to start from (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        from: String,
+        /// Change a threshold, NAME=POINTS (repeatable).
+        #[arg(long = "threshold", value_parser = parse_number_pair)]
+        thresholds: Vec<(String, f64)>,
+        /// Change a rule's points, RULE_ID=POINTS (repeatable).
+        #[arg(long = "points", value_parser = parse_number_pair)]
+        points: Vec<(String, f64)>,
+    },
+}
+
+fn parse_number_pair(text: &str) -> Result<(String, f64), String> {
+    let (key, value) = parse_pair(text)?;
+    let number = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a number"))?;
+    Ok((key, number))
 }
 
 fn parse_pair(text: &str) -> Result<(String, String), String> {

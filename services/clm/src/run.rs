@@ -1,5 +1,8 @@
 //! What each command does.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use clm_runtime::{ServeOptions, Shutdown};
@@ -8,36 +11,70 @@ use crate::cli::{Cli, Command, ServerArgs, Service, StoreArgs};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A service that is bound and ready, waiting to be run until shutdown.
+type Ready = Pin<Box<dyn Future<Output = Result<(), clm_runtime::Error>> + Send>>;
+
 pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
         Command::Up(args) => {
             let _telemetry = clm_telemetry::init("clm")?;
             let started = Instant::now();
-            let contacts = contacts_app(&args.server, args.contacts_addr).await?;
-            run_services(vec![contacts], started).await
+            let shutdown = Shutdown::new();
+            // Scoring first, so contacts' relay finds it at once.
+            let scoring = scoring_app(&args.server, args.scoring_addr, &shutdown).await?;
+            let contacts = contacts_app(
+                &args.server,
+                args.contacts_addr,
+                args.scoring_addr.to_string(),
+                &shutdown,
+            )
+            .await?;
+            run_services(vec![scoring, contacts], shutdown, started).await
         }
         Command::Serve(args) => {
-            let Service::Contacts = args.service;
-            let _telemetry = clm_telemetry::init("clm-contacts")?;
             let started = Instant::now();
-            let listen = args.listen.unwrap_or_else(|| {
-                clm_contacts::DEFAULT_LISTEN
-                    .parse()
-                    .expect("a valid default address")
-            });
-            let contacts = contacts_app(&args.server, listen).await?;
-            run_services(vec![contacts], started).await
+            let shutdown = Shutdown::new();
+            let (name, default) = match args.service {
+                Service::Contacts => ("clm-contacts", clm_contacts::DEFAULT_LISTEN),
+                Service::Scoring => ("clm-scoring", clm_scoring::DEFAULT_LISTEN),
+            };
+            let _telemetry = clm_telemetry::init(name)?;
+            let listen = args.listen.unwrap_or_else(|| default_addr(default));
+            let app = match args.service {
+                Service::Contacts => {
+                    contacts_app(&args.server, listen, args.scoring_addr, &shutdown).await?
+                }
+                Service::Scoring => scoring_app(&args.server, listen, &shutdown).await?,
+            };
+            run_services(vec![app], shutdown, started).await
         }
         Command::Migrate(store) => migrate(&store).await,
         Command::Contacts(command) => crate::client::contacts(command).await,
         Command::Interactions(command) => crate::client::interactions(command).await,
+        Command::Score(command) => crate::client::score(command).await,
+        Command::Models(command) => crate::client::models(command).await,
+    }
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    text.parse().expect("a valid default address")
+}
+
+fn serve_options(args: &ServerArgs) -> ServeOptions {
+    ServeOptions {
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        concurrency_limit: args.concurrency_limit,
+        grace_period: Duration::from_secs(args.grace_period_secs),
     }
 }
 
 async fn contacts_app(
     args: &ServerArgs,
-    listen: std::net::SocketAddr,
-) -> Result<clm_contacts::Application, BoxError> {
+    listen: SocketAddr,
+    scoring_addr: String,
+    shutdown: &Shutdown,
+) -> Result<Ready, BoxError> {
+    refuse_exposure(listen, args.insecure)?;
     let config = clm_contacts::Config {
         listen,
         data_dir: args.store.data_dir.clone(),
@@ -45,18 +82,35 @@ async fn contacts_app(
         migrate: !args.no_migrate,
         page_token_secret: args.page_token_secret.clone(),
         max_message_bytes: args.max_message_bytes,
-        serve: ServeOptions {
-            request_timeout: Duration::from_secs(args.request_timeout_secs),
-            concurrency_limit: args.concurrency_limit,
-            grace_period: Duration::from_secs(args.grace_period_secs),
-        },
+        serve: serve_options(args),
+        scoring_addr: Some(scoring_addr),
+        relay: clm_outbox::RelayOptions::default(),
     };
+    let app = clm_contacts::Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "contacts ready");
+    Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
+}
+
+async fn scoring_app(
+    args: &ServerArgs,
+    listen: SocketAddr,
+    shutdown: &Shutdown,
+) -> Result<Ready, BoxError> {
     refuse_exposure(listen, args.insecure)?;
-    Ok(clm_contacts::Application::build(config).await?)
+    let mut config = clm_scoring::Config::embedded(listen, args.store.data_dir.clone());
+    config.database_url.clone_from(&args.store.database_url);
+    config.migrate = !args.no_migrate;
+    config.redis_url.clone_from(&args.redis_url);
+    config.page_token_secret.clone_from(&args.page_token_secret);
+    config.max_message_bytes = args.max_message_bytes;
+    config.serve = serve_options(args);
+    let app = clm_scoring::Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "scoring ready");
+    Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
 /// Without authentication a server stays on loopback unless told `--insecure`.
-fn refuse_exposure(addr: std::net::SocketAddr, insecure: bool) -> Result<(), BoxError> {
+fn refuse_exposure(addr: SocketAddr, insecure: bool) -> Result<(), BoxError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
@@ -71,16 +125,13 @@ fn refuse_exposure(addr: std::net::SocketAddr, insecure: bool) -> Result<(), Box
 }
 
 async fn run_services(
-    apps: Vec<clm_contacts::Application>,
+    apps: Vec<Ready>,
+    shutdown: Shutdown,
     started: Instant,
 ) -> Result<(), BoxError> {
-    let shutdown = Shutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     for app in apps {
-        let addr = app.local_addr();
-        tracing::info!(%addr, "contacts ready");
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move { app.run_until_stopped(shutdown).await });
+        tasks.spawn(app);
     }
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
@@ -101,12 +152,15 @@ async fn run_services(
 }
 
 async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
-    let location = match &store.database_url {
+    let location = || match &store.database_url {
         Some(url) => clm_store::Location::Postgres(url),
         None => clm_store::Location::DataDir(&store.data_dir),
     };
-    let db = clm_store::connect("contacts", location).await?;
+    let db = clm_store::connect("contacts", location()).await?;
     clm_store::migrate::<clm_contacts::store::migration::Migrator>(&db).await?;
     println!("contacts: migrated");
+    let db = clm_store::connect("scoring", location()).await?;
+    clm_store::migrate::<clm_scoring::store::migration::Migrator>(&db).await?;
+    println!("scoring: migrated");
     Ok(())
 }

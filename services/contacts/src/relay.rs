@@ -47,7 +47,7 @@ impl Deliver for ScoringDelivery {
                 // Written by this service from a valid message: cannot happen short of
                 // corruption, and retrying would not help. Logged and skipped.
                 Err(error) => {
-                    tracing::error!(outbox_id = message.id, %error, "undecodable outbox row skipped")
+                    tracing::error!(outbox_id = message.id, %error, "undecodable outbox row skipped");
                 }
             }
         }

@@ -2,15 +2,18 @@
 
 mod contacts;
 mod interactions;
+mod scoring;
 mod table;
 
 pub(crate) use contacts::contacts;
 pub(crate) use interactions::interactions;
+pub(crate) use scoring::{models, score};
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 
 use crate::cli::ClientArgs;
 use crate::run::BoxError;
@@ -36,22 +39,43 @@ impl tonic::service::Interceptor for CallContext {
 
 pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Channel, CallContext>>;
 
-/// A client of the contacts service.
-pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
-    let endpoint = if args.contacts_addr.contains("://") {
-        args.contacts_addr.clone()
+pub(crate) type Scoring = ScoringServiceClient<InterceptedService<Channel, CallContext>>;
+
+async fn channel(addr: &str, name: &str) -> Result<Channel, BoxError> {
+    let endpoint = if addr.contains("://") {
+        addr.to_owned()
     } else {
-        format!("http://{}", args.contacts_addr)
+        format!("http://{addr}")
     };
-    let channel = Channel::from_shared(endpoint)?
+    Ok(Channel::from_shared(endpoint)?
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
-        .map_err(|e| format!("cannot reach contacts at {}: {e}", args.contacts_addr))?;
-    let context = CallContext {
+        .map_err(|e| format!("cannot reach {name} at {addr}: {e}"))?)
+}
+
+fn context(args: &ClientArgs) -> Result<CallContext, BoxError> {
+    Ok(CallContext {
         tenant: args.tenant.parse()?,
-    };
-    Ok(ContactsServiceClient::with_interceptor(channel, context))
+    })
+}
+
+/// A client of the contacts service.
+pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
+    let channel = channel(&args.contacts_addr, "contacts").await?;
+    Ok(ContactsServiceClient::with_interceptor(
+        channel,
+        context(args)?,
+    ))
+}
+
+/// A client of the scoring service.
+pub(crate) async fn connect_scoring(args: &ClientArgs) -> Result<Scoring, BoxError> {
+    let channel = channel(&args.scoring_addr, "scoring").await?;
+    Ok(ScoringServiceClient::with_interceptor(
+        channel,
+        context(args)?,
+    ))
 }
 
 /// A status as a readable error, with its field violations.

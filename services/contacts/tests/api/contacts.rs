@@ -436,7 +436,7 @@ backend_tests!(
                 assert_eq!(
                     (row.target.as_str(), row.tenant_id.as_str()),
                     ("scoring", "default")
-                )
+                );
             })
             .map(|row| ContactEvent::decode(row.payload.as_slice()).unwrap())
             .collect();

@@ -397,7 +397,7 @@ pub fn validate(spec: &ModelSpec, prefix: &str) -> Vec<FieldViolation> {
                 "a cap window needs a cap count above 0".into(),
             ),
             (n, _) if n > 10_000 => {
-                bad(format!("{path}.cap_count"), "must be at most 10000".into())
+                bad(format!("{path}.cap_count"), "must be at most 10000".into());
             }
             (_, w) if w <= 0 || w > MAX_PERIOD => {
                 bad(

@@ -56,7 +56,14 @@ fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     index.to_owned()
 }
 
-const TABLES: &[(&str, &[(&str, &str)], &[&str])] = &[
+/// A table: name, (column, kind) pairs, primary key columns.
+type TableSpec = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const TABLES: &[TableSpec] = &[
     (
         "scoring_models",
         &[

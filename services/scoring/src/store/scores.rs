@@ -108,7 +108,7 @@ impl Store {
             let occurred = Expr::col(ledger::Column::OccurredAt);
             let event_col = Expr::col(ledger::Column::EventId);
             condition = condition.add(
-                occurred.clone().lt(at).or(occurred.clone().eq(at).and(
+                occurred.clone().lt(at).or(occurred.eq(at).and(
                     event_col
                         .clone()
                         .lt(event.clone())
