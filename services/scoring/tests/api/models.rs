@@ -207,7 +207,7 @@ backend_tests!(
         let app = TestApp::spawn(db).await;
         app.score("warm-up").await; // the default model exists now
         let before = app.models_snapshot().await;
-        let cases: Vec<(Vec<&str>, Box<dyn Fn(&mut pb::ScoringModel)>)> = vec![
+        let cases: Vec<(Vec<&str>, Breakage)> = vec![
             (
                 vec!["model.display_name"],
                 Box::new(|m| m.display_name = " ".into()),
