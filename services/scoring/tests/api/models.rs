@@ -6,6 +6,9 @@ use clm_proto::scoring::v1 as pb;
 
 use crate::helpers::*;
 
+/// A way to break a valid model.
+pub type Breakage = Box<dyn Fn(&mut pb::ScoringModel)>;
+
 fn rule(id: &str, kind: &str, points: f64) -> pb::EventRule {
     pb::EventRule {
         id: id.into(),
