@@ -1,0 +1,224 @@
+//! Interactions recorded at contacts become scores at scoring: exactly once, and nothing
+//! lost while scoring is down.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{EntityTrait, PaginatorTrait};
+
+use clm_contacts::store::entities::contact;
+use clm_e2e::{eventually, free_addr, start_contacts, start_scoring};
+use clm_proto::contacts::v1 as cpb;
+use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use clm_proto::scoring::v1 as spb;
+use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
+use clm_runtime::Shutdown;
+use clm_testkit::backend_tests;
+
+fn now_minus(days: i64) -> prost_types::Timestamp {
+    let t = chrono::Utc::now() - chrono::Duration::days(days);
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    }
+}
+
+fn interaction(event: &str, contact: &str, kind: &str) -> cpb::Interaction {
+    cpb::Interaction {
+        event_id: event.into(),
+        contact_id: contact.into(),
+        r#type: kind.into(),
+        occurred_at: Some(now_minus(0)),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    contacts: &mut ContactsServiceClient<tonic::transport::Channel>,
+    email: &str,
+    title: &str,
+) -> String {
+    contacts
+        .create_contact(cpb::CreateContactRequest {
+            contact: Some(cpb::Contact {
+                email: email.into(),
+                job_title: title.into(),
+                company: "Acme".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .contact
+        .unwrap()
+        .id
+}
+
+backend_tests!(
+    recorded_interactions_become_explainable_scores,
+    |db| async move {
+        let shutdown = Shutdown::new();
+        let scoring_addr = free_addr();
+        let scoring = start_scoring(&db, scoring_addr, &shutdown).await;
+        let mut contacts =
+            ContactsServiceClient::new(start_contacts(&db, scoring_addr, &shutdown).await);
+        let mut scores = ScoringServiceClient::new(scoring);
+
+        let ada = create(&mut contacts, "ada@example.com", "CTO").await;
+        let acknowledged = Instant::now();
+        contacts
+            .record_interactions(tokio_stream::iter(vec![cpb::RecordInteractionsRequest {
+                interactions: vec![
+                    interaction("e1", &ada, "demo_request"),
+                    interaction("e2", &ada, "webinar_attended"),
+                    interaction("e1", &ada, "demo_request"), // the same event twice
+                ],
+            }]))
+            .await
+            .unwrap();
+        // Fit 15 (CTO) + 5 (company) + demo 30 + webinar 15 = 65.
+        let score = eventually(Duration::from_secs(20), || {
+            let mut scores = scores.clone();
+            let ada = ada.clone();
+            async move {
+                let score = scores
+                    .get_score(spb::GetScoreRequest {
+                        contact_id: ada,
+                        model_id: String::new(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .score?;
+                // Decay runs on the wall clock: allow for the milliseconds since occurrence.
+                ((score.total - 65.0).abs() < 0.01).then_some(score)
+            }
+        })
+        .await;
+        eprintln!(
+            "score visible {} ms after RecordInteractions returned",
+            acknowledged.elapsed().as_millis()
+        );
+        assert_eq!(score.band, "MQL");
+        let explained = scores
+            .explain_score(spb::ExplainScoreRequest {
+                contact_id: ada.clone(),
+                model_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let sum: f64 = explained.contributions.iter().map(|c| c.points).sum();
+        assert!((sum - explained.score.unwrap().total).abs() < 1e-6);
+        let history = scores
+            .list_score_history(spb::ListScoreHistoryRequest {
+                contact_id: ada.clone(),
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(history.entries.len(), 2, "one ledger entry per event");
+
+        // Erasure at contacts reaches scoring too.
+        contacts
+            .delete_contact(cpb::DeleteContactRequest {
+                id: ada.clone(),
+                etag: String::new(),
+            })
+            .await
+            .unwrap();
+        eventually(Duration::from_secs(20), || {
+            let mut scores = scores.clone();
+            let ada = ada.clone();
+            async move {
+                let score = scores
+                    .get_score(spb::GetScoreRequest {
+                        contact_id: ada,
+                        model_id: String::new(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .score?;
+                (score.total == 0.0).then_some(())
+            }
+        })
+        .await;
+        shutdown.trigger();
+    }
+);
+
+backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
+    let shutdown = Shutdown::new();
+    let scoring_addr = free_addr(); // nothing listens here yet
+    let mut contacts =
+        ContactsServiceClient::new(start_contacts(&db, scoring_addr, &shutdown).await);
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(create(&mut contacts, &format!("p{i}@example.com"), "").await);
+    }
+    let batches: Vec<cpb::RecordInteractionsRequest> = (0..4)
+        .map(|b| cpb::RecordInteractionsRequest {
+            interactions: (0..250)
+                .map(|i| {
+                    let n = b * 250 + i;
+                    interaction(&format!("i{n}"), &ids[n % 10], "form_submit")
+                })
+                .collect(),
+        })
+        .collect();
+    let reply = contacts
+        .record_interactions(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.accepted, 1000,
+        "contacts accepts writes while scoring is down"
+    );
+
+    let contacts_db = clm_store::connect("contacts", db.location()).await.unwrap();
+    let waiting = clm_outbox::stats(&contacts_db, "scoring").await.unwrap();
+    assert_eq!(waiting.depth, 1010, "every event waits in the outbox");
+    assert_eq!(
+        contact::Entity::find().count(&contacts_db).await.unwrap(),
+        10
+    );
+
+    let mut scores = ScoringServiceClient::new(start_scoring(&db, scoring_addr, &shutdown).await);
+    eventually(Duration::from_secs(60), || {
+        let db = contacts_db.clone();
+        async move { (clm_outbox::stats(&db, "scoring").await.ok()?.depth == 0).then_some(()) }
+    })
+    .await;
+    let scoring_db = clm_store::connect("scoring", db.location()).await.unwrap();
+    use clm_scoring::store::entities::{applied_event, ledger};
+    assert_eq!(
+        applied_event::Entity::find()
+            .count(&scoring_db)
+            .await
+            .unwrap(),
+        1010
+    );
+    assert_eq!(
+        ledger::Entity::find().count(&scoring_db).await.unwrap(),
+        1000,
+        "each interaction applied once"
+    );
+    let all = scores
+        .batch_get_scores(spb::BatchGetScoresRequest {
+            contact_ids: ids.clone(),
+            model_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for score in all.scores {
+        // 100 form submissions of 10 points each (no cap), just recorded: hardly any decay.
+        // Plus 5 fit points for the company.
+        assert!((score.total - 1005.0).abs() < 0.5, "{score:?}");
+    }
+    shutdown.trigger();
+});

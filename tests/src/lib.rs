@@ -1,0 +1,109 @@
+//! clm-e2e: runs several clm services in one process against one test database, for
+//! tests of the flows between them.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use clm_outbox::RelayOptions;
+use clm_runtime::Shutdown;
+use clm_testkit::{Backend, TestDatabase};
+
+/// A free loopback address (bound, then released, for a service started later).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// Relay pacing for tests: quick retries so a service that comes back is found fast.
+pub fn quick_relay() -> RelayOptions {
+    RelayOptions {
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(500),
+        ..RelayOptions::default()
+    }
+}
+
+/// Starts contacts on a free port, delivering to scoring at `scoring_addr`.
+pub async fn start_contacts(
+    db: &TestDatabase,
+    scoring_addr: SocketAddr,
+    shutdown: &Shutdown,
+) -> Channel {
+    let mut config = clm_contacts::Config::embedded(
+        "127.0.0.1:0".parse().expect("an address"),
+        db.data_dir().to_path_buf(),
+    );
+    config.database_url = db.database_url();
+    config.scoring_addr = Some(scoring_addr.to_string());
+    config.relay = quick_relay();
+    let app = clm_contacts::Application::build(config)
+        .await
+        .expect("contacts starts");
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    serving(addr, clm_contacts::SERVICE_NAME).await
+}
+
+/// Starts scoring on `addr` (the cache matches the backend: Redis with PostgreSQL when
+/// `CLM_TEST_REDIS_URL` is set).
+pub async fn start_scoring(db: &TestDatabase, addr: SocketAddr, shutdown: &Shutdown) -> Channel {
+    let mut config = clm_scoring::Config::embedded(addr, db.data_dir().to_path_buf());
+    config.database_url = db.database_url();
+    config.cache_prefix = clm_testkit::unique_prefix();
+    if db.backend() == Backend::Postgres {
+        config.redis_url = clm_testkit::test_redis_url().await;
+    }
+    let app = clm_scoring::Application::build(config)
+        .await
+        .expect("scoring starts");
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    serving(addr, clm_scoring::SERVICE_NAME).await
+}
+
+/// A channel to `addr` once its `service` reports SERVING.
+pub async fn serving(addr: SocketAddr, service: &str) -> Channel {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    for _ in 0..500 {
+        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
+            .expect("a url")
+            .connect()
+            .await
+        {
+            let reply = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await;
+            if reply.is_ok_and(|r| r.into_inner().status == 1) {
+                return channel;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{service} never reported SERVING");
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
