@@ -304,9 +304,9 @@ pub(crate) enum ModelsCommand {
         /// The model (the tenant's default when omitted).
         #[arg(default_value = "")]
         id: String,
-        /// A past version (default: the current one).
-        #[arg(long, default_value_t = 0)]
-        version: i64,
+        /// A past version of the model (default: the current one).
+        #[arg(long = "model-version", default_value_t = 0)]
+        model_version: i64,
     },
     /// Dry run: how bands would shift if a model were changed, over the recorded history.
     Simulate {
@@ -336,4 +336,14 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

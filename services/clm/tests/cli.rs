@@ -20,6 +20,7 @@ fn free_port() -> u16 {
 struct Suite {
     child: Child,
     addr: String,
+    scoring_addr: String,
     _database: TestDatabase,
 }
 
@@ -28,6 +29,7 @@ impl Suite {
         let output = Command::new(CLM)
             .args(args)
             .env("CLM_CONTACTS_ADDR", &self.addr)
+            .env("CLM_SCORING_ADDR", &self.scoring_addr)
             .env("CLM_TENANT", "cli-test")
             .output()
             .expect("run clm");
@@ -53,11 +55,13 @@ impl Drop for Suite {
 
 async fn start(database: TestDatabase) -> (Suite, Duration) {
     let addr = format!("127.0.0.1:{}", free_port());
+    let scoring_addr = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(CLM);
     command
         .arg("up")
         .env("CLM_DATA_DIR", database.data_dir())
         .env("CLM_CONTACTS_ADDR", &addr)
+        .env("CLM_SCORING_ADDR", &scoring_addr)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -69,6 +73,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
     let suite = Suite {
         child,
         addr: addr.clone(),
+        scoring_addr,
         _database: database,
     };
     // Poll readiness: the standard health check of the contacts service.
@@ -185,6 +190,39 @@ backend_tests!(
             timeline.contains("49.90 EUR") && timeline.contains("1 interactions"),
             "{timeline}"
         );
+
+        // The purchase reaches scoring through the outbox: 20 points.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let score = suite.stdout(&["score", "get", "--contact", &id]);
+            if score.contains("20.00") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the score never arrived: {score}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let explained = suite.stdout(&["score", "explain", "--contact", &id]);
+        assert!(explained.contains("purchase"), "{explained}");
+        assert!(
+            suite
+                .stdout(&["score", "history", "--contact", &id])
+                .contains("order-1")
+        );
+        let models = suite.stdout(&["models", "list"]);
+        assert!(
+            models.contains("Default lead score") && models.contains("MQL 50"),
+            "{models}"
+        );
+        assert!(
+            suite
+                .stdout(&["models", "show"])
+                .contains("pricing_page_view")
+        );
+        let simulated = suite.stdout(&["models", "simulate", "--threshold", "MQL=10"]);
+        assert!(simulated.contains("would change band"), "{simulated}");
 
         let refused = Command::new(CLM)
             .args(["contacts", "create", "--email", "nope"])

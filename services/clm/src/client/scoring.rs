@@ -152,11 +152,14 @@ pub(crate) async fn models(command: ModelsCommand) -> Result<(), BoxError> {
         ModelsCommand::Show {
             client,
             id,
-            version,
+            model_version,
         } => {
             let mut api = connect_scoring(&client).await?;
             let model = api
-                .get_scoring_model(pb::GetScoringModelRequest { id, version })
+                .get_scoring_model(pb::GetScoringModelRequest {
+                    id,
+                    version: model_version,
+                })
                 .await
                 .map_err(|s| explain(&s))?
                 .into_inner()
