@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
@@ -99,7 +98,9 @@ pub async fn serve(
                 .await;
         }
     };
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), draining);
+    // Small gRPC frames must not wait for Nagle's algorithm (40 ms tail latencies).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = router.serve_with_incoming_shutdown(incoming, draining);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.map_err(|e| internal(&e)),

@@ -21,6 +21,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations of every service, then exit.
     Migrate(StoreArgs),
+    /// Show each outbox's backlog: undelivered events and the age of the oldest.
+    Outbox(StoreArgs),
     /// Manage contacts in a running suite.
     #[command(subcommand)]
     Contacts(ContactsCommand),

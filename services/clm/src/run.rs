@@ -49,6 +49,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             run_services(vec![app], shutdown, started).await
         }
         Command::Migrate(store) => migrate(&store).await,
+        Command::Outbox(store) => outbox(&store).await,
         Command::Contacts(command) => crate::client::contacts(command).await,
         Command::Interactions(command) => crate::client::interactions(command).await,
         Command::Score(command) => crate::client::score(command).await,
@@ -151,11 +152,36 @@ async fn run_services(
     Ok(())
 }
 
-async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
-    let location = || match &store.database_url {
+fn location(store: &StoreArgs) -> clm_store::Location<'_> {
+    match &store.database_url {
         Some(url) => clm_store::Location::Postgres(url),
         None => clm_store::Location::DataDir(&store.data_dir),
-    };
+    }
+}
+
+async fn outbox(store: &StoreArgs) -> Result<(), BoxError> {
+    let db = clm_store::connect("contacts", location(store)).await?;
+    let now = chrono::Utc::now().timestamp_micros();
+    println!(
+        "{:<10} {:<10} {:>10} {:>16}",
+        "from", "to", "waiting", "oldest age (s)"
+    );
+    for target in clm_contacts::store::events::TARGETS {
+        let stats = clm_outbox::stats(&db, target).await?;
+        let age = stats.oldest_created_at.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{:.1}", (now - t) as f64 / 1e6),
+        );
+        println!(
+            "{:<10} {:<10} {:>10} {:>16}",
+            "contacts", target, stats.depth, age
+        );
+    }
+    Ok(())
+}
+
+async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
+    let location = || location(store);
     let db = clm_store::connect("contacts", location()).await?;
     clm_store::migrate::<clm_contacts::store::migration::Migrator>(&db).await?;
     println!("contacts: migrated");

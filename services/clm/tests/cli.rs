@@ -26,7 +26,12 @@ struct Suite {
 
 impl Suite {
     fn command(&self, args: &[&str]) -> Output {
-        let output = Command::new(CLM)
+        let mut command = Command::new(CLM);
+        command.env("CLM_DATA_DIR", self._database.data_dir());
+        if let Some(url) = self._database.database_url() {
+            command.env("CLM_DATABASE_URL", url);
+        }
+        let output = command
             .args(args)
             .env("CLM_CONTACTS_ADDR", &self.addr)
             .env("CLM_SCORING_ADDR", &self.scoring_addr)
@@ -211,6 +216,8 @@ backend_tests!(
                 .stdout(&["score", "history", "--contact", &id])
                 .contains("order-1")
         );
+        let backlog = suite.stdout(&["outbox"]);
+        assert!(backlog.contains("scoring"), "{backlog}");
         let models = suite.stdout(&["models", "list"]);
         assert!(
             models.contains("Default lead score") && models.contains("MQL 50"),

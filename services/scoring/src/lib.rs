@@ -173,6 +173,7 @@ impl Application {
 
     /// Serves until `shutdown` is triggered, then drains.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), clm_runtime::Error> {
+        tokio::spawn(report_cache(self.cache.clone(), shutdown.clone()));
         let service = ScoringServiceServer::new(self.api)
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
@@ -185,5 +186,27 @@ impl Application {
             shutdown,
         )
         .await
+    }
+}
+
+/// Logs the score cache's counters once a minute while they change, until shutdown.
+async fn report_cache(cache: ScoreCache, shutdown: Shutdown) {
+    let mut last = cache.stats();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+            () = shutdown.wait() => return,
+        }
+        let stats = cache.stats();
+        if stats != last {
+            tracing::info!(
+                hits = stats.hits,
+                misses = stats.misses,
+                errors = stats.errors,
+                hit_ratio = stats.hit_ratio(),
+                "score cache"
+            );
+            last = stats;
+        }
     }
 }
