@@ -222,3 +222,122 @@ backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     }
     shutdown.trigger();
 });
+
+/// Delivers to the real scoring service but reports failure after the first `lose`
+/// successful calls' replies, as if the acknowledgement was lost on the way back.
+struct LosingAcks {
+    client: ScoringServiceClient<tonic::transport::Channel>,
+    lose: std::sync::atomic::AtomicU32,
+}
+
+#[tonic::async_trait]
+impl clm_outbox::Deliver for LosingAcks {
+    async fn deliver(
+        &self,
+        tenant: &str,
+        batch: &[clm_outbox::Message],
+    ) -> Result<(), clm_outbox::DeliveryError> {
+        use prost::Message;
+        let events = batch
+            .iter()
+            .map(|m| clm_proto::common::v1::ContactEvent::decode(m.payload.as_slice()).unwrap())
+            .collect();
+        let mut request = tonic::Request::new(spb::ApplyInteractionsRequest { events });
+        request
+            .metadata_mut()
+            .insert("x-tenant-id", tenant.parse().unwrap());
+        self.client
+            .clone()
+            .apply_interactions(request)
+            .await
+            .map_err(|s| clm_outbox::DeliveryError(s.to_string()))?;
+        let lose = &self.lose;
+        if lose.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            lose.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(clm_outbox::DeliveryError(
+                "applied, acknowledgement lost".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+backend_tests!(
+    a_relay_retrying_after_a_lost_acknowledgement_applies_once,
+    |db| async move {
+        let shutdown = Shutdown::new();
+        let scoring_addr = free_addr();
+        let scoring = start_scoring(&db, scoring_addr, &shutdown).await;
+        // Contacts with no scoring address runs no relay of its own: the test drives one.
+        let mut config = clm_contacts::Config::embedded(
+            "127.0.0.1:0".parse().unwrap(),
+            db.data_dir().to_path_buf(),
+        );
+        config.database_url = db.database_url();
+        let app = clm_contacts::Application::build(config).await.unwrap();
+        let addr = app.local_addr();
+        tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        let mut contacts =
+            ContactsServiceClient::new(clm_e2e::serving(addr, clm_contacts::SERVICE_NAME).await);
+        let ada = create(&mut contacts, "ada@example.com", "").await;
+        let interactions: Vec<cpb::Interaction> = (0..300)
+            .map(|i| interaction(&format!("e{i}"), &ada, "email_click"))
+            .collect();
+        contacts
+            .record_interactions(tokio_stream::iter(vec![cpb::RecordInteractionsRequest {
+                interactions,
+            }]))
+            .await
+            .unwrap();
+
+        let contacts_db = clm_store::connect("contacts", db.location()).await.unwrap();
+        let options = clm_outbox::RelayOptions {
+            batch_size: 100,
+            ..clm_e2e::quick_relay()
+        };
+        let delivery = LosingAcks {
+            client: ScoringServiceClient::new(scoring),
+            lose: std::sync::atomic::AtomicU32::new(2),
+        };
+        let relay = clm_outbox::Relay::new(
+            contacts_db.clone(),
+            "scoring",
+            delivery,
+            clm_outbox::Wake::new(),
+            options,
+        );
+        let mut failed = 0;
+        for _ in 0..200 {
+            let turn = relay.turn().await.unwrap();
+            failed += turn.failed;
+            if clm_outbox::stats(&contacts_db, "scoring")
+                .await
+                .unwrap()
+                .depth
+                == 0
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        assert!(
+            failed >= 2,
+            "acknowledgements were lost and the batches sent again"
+        );
+        assert_eq!(
+            clm_outbox::stats(&contacts_db, "scoring")
+                .await
+                .unwrap()
+                .depth,
+            0
+        );
+        let scoring_db = clm_store::connect("scoring", db.location()).await.unwrap();
+        use clm_scoring::store::entities::ledger;
+        assert_eq!(
+            ledger::Entity::find().count(&scoring_db).await.unwrap(),
+            300,
+            "one ledger entry per interaction"
+        );
+        shutdown.trigger();
+    }
+);
