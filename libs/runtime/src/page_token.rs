@@ -129,6 +129,55 @@ impl PageTokens {
     }
 }
 
+/// Page size when a request gives none.
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+/// Largest page a request may ask for.
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
+/// The page size a request asks for: 0 means the default, 1 to 1,000 are taken as given.
+pub fn page_size(requested: i32) -> Result<u64, crate::Error> {
+    match u64::try_from(requested) {
+        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
+        Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
+        _ => Err(crate::Error::invalid_field(
+            "page_size",
+            "must be between 1 and 1000 (0 for the default of 100)",
+        )),
+    }
+}
+
+impl PageTokens {
+    /// The cursor a request's `page_token` resumes from: `None` for the first page, and
+    /// INVALID_ARGUMENT on `page_token` for an altered or foreign token.
+    pub fn resume(&self, scope: &str, token: &str) -> Result<Option<Cursor>, crate::Error> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        self.open(scope, token)
+            .map(Some)
+            .map_err(|e| crate::Error::invalid_field("page_token", e.to_string()))
+    }
+
+    /// Trims a page fetched with one extra row to `limit`, and returns the token of the
+    /// next page (empty when the extra row was not there: this is the last page).
+    pub fn next_page<T>(
+        &self,
+        items: &mut Vec<T>,
+        limit: u64,
+        scope: &str,
+        cursor_after: impl Fn(&T) -> Cursor,
+    ) -> String {
+        if items.len() as u64 <= limit {
+            return String::new();
+        }
+        items.truncate(limit as usize);
+        items
+            .last()
+            .map(|last| self.issue(scope, cursor_after(last)))
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use crate::convert::{
     contact_to_proto, fields_from_proto, interaction_from_proto, interaction_to_proto, rejected,
 };
 use crate::domain::contact::{ContactUpdate, normalise};
-use crate::domain::page_token::{Cursor, CursorKey, PageTokens, TokenError};
+use crate::domain::page_token::{self, Cursor, CursorKey, PageTokens};
 use crate::domain::{ContactsError, filter, interaction, time};
 use crate::store::{Order, Store, new_contact};
 
@@ -18,10 +18,6 @@ use crate::store::{Order, Store, new_contact};
 pub const MAX_BATCH: usize = 1000;
 /// Most rejected items listed in a stream's reply (all are counted).
 const MAX_LISTED_REJECTIONS: usize = 10_000;
-/// Largest page.
-const MAX_PAGE_SIZE: i32 = 1000;
-/// Page size when the caller gives none.
-const DEFAULT_PAGE_SIZE: i32 = 100;
 
 /// The ContactsService implementation.
 #[derive(Debug, Clone)]
@@ -53,47 +49,6 @@ fn required_id(id: &str, field: &str) -> Result<(), Status> {
     } else {
         Ok(())
     }
-}
-
-fn page_size(requested: i32) -> Result<u64, Status> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE as u64),
-        1..=MAX_PAGE_SIZE => Ok(requested as u64),
-        _ => Err(Error::invalid_field(
-            "page_size",
-            "must be between 1 and 1000 (0 for the default of 100)",
-        )
-        .into()),
-    }
-}
-
-/// Trims a page fetched with one extra row to `limit`, and returns the token of the next
-/// page (empty when the extra row was not there: this is the last page).
-fn next_page<T>(
-    items: &mut Vec<T>,
-    limit: u64,
-    tokens: &PageTokens,
-    scope: &str,
-    cursor_after: impl Fn(&T) -> Cursor,
-) -> String {
-    if items.len() as u64 <= limit {
-        return String::new();
-    }
-    items.truncate(limit as usize);
-    items
-        .last()
-        .map(|last| tokens.issue(scope, cursor_after(last)))
-        .unwrap_or_default()
-}
-
-fn open_token(tokens: &PageTokens, scope: &str, token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    tokens
-        .open(scope, token)
-        .map(Some)
-        .map_err(|e: TokenError| Error::invalid_field("page_token", e.to_string()).into())
 }
 
 /// Collects a stream's rejections, listing the first ones and counting all.
@@ -222,7 +177,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        let limit = page_size(request.page_size)?;
+        let limit = page_token::page_size(request.page_size)?;
         let filter = filter::parse(&request.filter)
             .map_err(|e| Status::from(Error::invalid_field("filter", e.to_string())))?;
         let order = Order::parse(&request.order_by).ok_or_else(|| {
@@ -235,13 +190,13 @@ impl ContactsService for ContactsApi {
             &tenant,
             &["contacts", &request.filter, &format!("{order:?}")],
         );
-        let after = open_token(&self.tokens, &scope, &request.page_token)?;
+        let after = self.tokens.resume(&scope, &request.page_token)?;
         let mut contacts = self
             .store
             .list_contacts(&tenant, filter.as_ref(), order, after.as_ref(), limit + 1)
             .await
             .map_err(status)?;
-        let next_page_token = next_page(&mut contacts, limit, &self.tokens, &scope, |last| {
+        let next_page_token = self.tokens.next_page(&mut contacts, limit, &scope, |last| {
             order.cursor_after(last)
         });
         Ok(Response::new(pb::ListContactsResponse {
@@ -416,7 +371,7 @@ impl ContactsService for ContactsApi {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
         required_id(&request.contact_id, "contact_id")?;
-        let limit = page_size(request.page_size)?;
+        let limit = page_token::page_size(request.page_size)?;
         if request.types.len() > 64 {
             return Err(Error::invalid_field("types", "lists more than 64 types").into());
         }
@@ -431,7 +386,7 @@ impl ContactsService for ContactsApi {
             &tenant,
             &["interactions", &request.contact_id, &types.join(",")],
         );
-        let after = open_token(&self.tokens, &scope, &request.page_token)?;
+        let after = self.tokens.resume(&scope, &request.page_token)?;
         let mut items = self
             .store
             .list_interactions(
@@ -443,10 +398,12 @@ impl ContactsService for ContactsApi {
             )
             .await
             .map_err(status)?;
-        let next_page_token = next_page(&mut items, limit, &self.tokens, &scope, |last| Cursor {
-            key: CursorKey::Int(last.occurred_at),
-            id: last.event_id.clone(),
-        });
+        let next_page_token = self
+            .tokens
+            .next_page(&mut items, limit, &scope, |last| Cursor {
+                key: CursorKey::Int(last.occurred_at),
+                id: last.event_id.clone(),
+            });
         Ok(Response::new(pb::ListInteractionsResponse {
             interactions: items.into_iter().map(interaction_to_proto).collect(),
             next_page_token,

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use clm_cache::{ScoreCache, ScoreKey};
 use clm_proto::scoring::v1 as pb;
 use clm_proto::scoring::v1::scoring_service_server::ScoringService;
-use clm_runtime::page_token::{Cursor, CursorKey, PageTokens};
+use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
 use clm_runtime::{Error, FieldViolation, tenant_of};
 
 use crate::convert::{
@@ -24,8 +24,6 @@ use crate::store::Store;
 pub const MAX_BATCH_IDS: usize = 1000;
 /// Most events in one ApplyInteractions.
 pub const MAX_APPLY_EVENTS: usize = 5000;
-const DEFAULT_PAGE_SIZE: i32 = 100;
-const MAX_PAGE_SIZE: i32 = 1000;
 /// Contacts per step of RescoreAll and SimulateScoringModel.
 const CONTACTS_PER_STEP: u64 = 200;
 
@@ -144,28 +142,6 @@ fn contact_id(id: &str, field: &str) -> Result<(), Status> {
         );
     }
     Ok(())
-}
-
-fn page_size(requested: i32) -> Result<u64, Status> {
-    match requested {
-        0 => Ok(DEFAULT_PAGE_SIZE as u64),
-        1..=MAX_PAGE_SIZE => Ok(requested as u64),
-        _ => Err(Error::invalid_field(
-            "page_size",
-            "must be between 1 and 1000 (0 for the default of 100)",
-        )
-        .into()),
-    }
-}
-
-fn open_token(tokens: &PageTokens, scope: &str, token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    tokens
-        .open(scope, token)
-        .map(Some)
-        .map_err(|e| Error::invalid_field("page_token", e.to_string()).into())
 }
 
 fn checked_spec(model: &pb::ScoringModel) -> Result<ModelSpec, Status> {
@@ -306,9 +282,9 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<pb::ListScoringModelsResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        let limit = page_size(request.page_size)?;
+        let limit = page_token::page_size(request.page_size)?;
         let scope = PageTokens::scope(&tenant, &["scoring_models"]);
-        let after = open_token(&self.tokens, &scope, &request.page_token)?;
+        let after = self.tokens.resume(&scope, &request.page_token)?;
         self.store
             .ensure_default_model(&tenant, self.now())
             .await
@@ -318,19 +294,12 @@ impl ScoringService for ScoringApi {
             .list_models(&tenant, after.as_ref().map(|c| c.id.as_str()), limit + 1)
             .await
             .map_err(status)?;
-        let mut next_page_token = String::new();
-        if models.len() as u64 > limit {
-            models.truncate(limit as usize);
-            if let Some(last) = models.last() {
-                next_page_token = self.tokens.issue(
-                    &scope,
-                    Cursor {
-                        key: CursorKey::Int(0),
-                        id: last.id.clone(),
-                    },
-                );
-            }
-        }
+        let next_page_token = self
+            .tokens
+            .next_page(&mut models, limit, &scope, |last| Cursor {
+                key: CursorKey::Int(0),
+                id: last.id.clone(),
+            });
         Ok(Response::new(pb::ListScoringModelsResponse {
             models: models.iter().map(model_to_proto).collect(),
             next_page_token,
@@ -439,7 +408,7 @@ impl ScoringService for ScoringApi {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
         contact_id(&request.contact_id, "contact_id")?;
-        let limit = page_size(request.page_size)?;
+        let limit = page_token::page_size(request.page_size)?;
         let loaded = self
             .models
             .get(&tenant, &request.model_id)
@@ -449,8 +418,10 @@ impl ScoringService for ScoringApi {
             &tenant,
             &["score_history", &loaded.model.id, &request.contact_id],
         );
-        let after =
-            open_token(&self.tokens, &scope, &request.page_token)?.and_then(|c| match c.key {
+        let after = self
+            .tokens
+            .resume(&scope, &request.page_token)?
+            .and_then(|c| match c.key {
                 CursorKey::Int(at) => {
                     c.id.split_once('\n')
                         .map(|(e, r)| (at, e.to_owned(), r.to_owned()))
@@ -468,20 +439,13 @@ impl ScoringService for ScoringApi {
             )
             .await
             .map_err(status)?;
-        let mut next_page_token = String::new();
-        if entries.len() as u64 > limit {
-            entries.truncate(limit as usize);
-            if let Some(last) = entries.last() {
-                next_page_token = self.tokens.issue(
-                    &scope,
-                    Cursor {
-                        key: CursorKey::Int(last.occurred_at),
-                        // Event ids hold no control characters, so a newline separates.
-                        id: format!("{}\n{}", last.event_id, last.rule_id),
-                    },
-                );
-            }
-        }
+        // Event ids hold no control characters, so a newline separates event and rule.
+        let next_page_token = self
+            .tokens
+            .next_page(&mut entries, limit, &scope, |last| Cursor {
+                key: CursorKey::Int(last.occurred_at),
+                id: format!("{}\n{}", last.event_id, last.rule_id),
+            });
         Ok(Response::new(pb::ListScoreHistoryResponse {
             entries: entries
                 .into_iter()
