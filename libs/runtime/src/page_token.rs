@@ -147,6 +147,20 @@ pub fn page_size(requested: i32) -> Result<u64, crate::Error> {
 }
 
 impl PageTokens {
+    /// Tokens signed with the configured secret, or with a random one (then tokens do not
+    /// survive a restart or cross replicas, which is said in the log).
+    pub fn from_config(secret: Option<&str>) -> Self {
+        match secret {
+            Some(secret) => Self::new(secret.as_bytes()),
+            None => {
+                tracing::warn!(
+                    "no page-token secret configured: page tokens will not survive a restart"
+                );
+                Self::new(&rand::random::<[u8; 32]>())
+            }
+        }
+    }
+
     /// The cursor a request's `page_token` resumes from: `None` for the first page, and
     /// INVALID_ARGUMENT on `page_token` for an altered or foreign token.
     pub fn resume(&self, scope: &str, token: &str) -> Result<Option<Cursor>, crate::Error> {

@@ -127,15 +127,6 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let secret = config.page_token_secret.clone().map_or_else(
-            || {
-                tracing::warn!(
-                    "no page-token secret configured: page tokens will not survive a restart"
-                );
-                rand::random::<[u8; 32]>().to_vec()
-            },
-            String::into_bytes,
-        );
         let wake = clm_outbox::Wake::new();
         let relay = match &config.scoring_addr {
             Some(addr) => Some(clm_outbox::Relay::new(
@@ -147,7 +138,10 @@ impl Application {
             )),
             None => None,
         };
-        let api = ContactsApi::new(Store::new(db, wake), PageTokens::new(&secret));
+        let api = ContactsApi::new(
+            Store::new(db, wake),
+            PageTokens::from_config(config.page_token_secret.as_deref()),
+        );
         Ok(Self {
             listener,
             addr,

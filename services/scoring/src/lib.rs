@@ -142,14 +142,10 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let secret = config
-            .page_token_secret
-            .clone()
-            .map_or_else(|| rand::random::<[u8; 32]>().to_vec(), String::into_bytes);
         let api = ScoringApi::new(
             Store::new(db),
             cache.clone(),
-            PageTokens::new(&secret),
+            PageTokens::from_config(config.page_token_secret.as_deref()),
             config.clock.clone(),
         );
         Ok(Self {
