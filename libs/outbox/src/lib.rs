@@ -5,6 +5,7 @@
 //! at-least-once delivery gives each effect exactly once.
 #![forbid(unsafe_code)]
 
+pub mod delivery;
 pub mod entity;
 mod migration;
 mod relay;

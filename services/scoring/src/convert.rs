@@ -152,6 +152,7 @@ pub(crate) fn event_from_proto(e: common::ContactEvent) -> Option<Event> {
         Kind::Interaction(i) => EventKind::Interaction {
             kind: i.r#type,
             properties: i.properties.into_iter().collect(),
+            value: i.value.map(|v| (v.amount_micros, v.currency)),
         },
         Kind::Upserted(u) => EventKind::Upserted {
             attributes: u.attributes.into_iter().collect(),

@@ -6,6 +6,7 @@ mod convert;
 pub mod domain;
 mod grpc;
 mod models;
+mod relay;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -23,7 +24,7 @@ use clm_runtime::{ServeOptions, Shutdown};
 pub use grpc::{MAX_APPLY_EVENTS, MAX_BATCH_IDS, ScoringApi};
 
 use crate::domain::Clock;
-use crate::store::Store;
+use crate::store::{Store, signals};
 
 /// The fully qualified gRPC service name.
 pub const SERVICE_NAME: &str = <ScoringServiceServer<ScoringApi> as NamedService>::NAME;
@@ -55,6 +56,11 @@ pub struct Config {
     pub serve: ServeOptions,
     /// Where "now" comes from.
     pub clock: Clock,
+    /// Where lifecycle listens; signals are delivered there. Without it they wait in the
+    /// outbox.
+    pub lifecycle_addr: Option<String>,
+    /// How the outbox relay paces itself.
+    pub relay: clm_outbox::RelayOptions,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,6 +88,8 @@ impl Config {
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
             clock: domain::system_clock(),
+            lifecycle_addr: None,
+            relay: clm_outbox::RelayOptions::default(),
         }
     }
 }
@@ -95,6 +103,9 @@ pub enum StartError {
     /// The cache URL is not usable.
     #[error("{0}")]
     Cache(#[from] clm_cache::CacheError),
+    /// The lifecycle address is not usable.
+    #[error("lifecycle address: {0}")]
+    LifecycleAddr(#[from] tonic::transport::Error),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -111,6 +122,7 @@ pub struct Application {
     addr: SocketAddr,
     api: ScoringApi,
     cache: ScoreCache,
+    relay: Option<clm_outbox::Relay<relay::LifecycleDelivery>>,
     config: Config,
 }
 
@@ -142,8 +154,19 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let wake = clm_outbox::Wake::new();
+        let relay = match &config.lifecycle_addr {
+            Some(addr) => Some(clm_outbox::Relay::new(
+                db.clone(),
+                signals::TARGET,
+                relay::LifecycleDelivery::new(addr)?,
+                wake.clone(),
+                config.relay.clone(),
+            )),
+            None => None,
+        };
         let api = ScoringApi::new(
-            Store::new(db),
+            Store::new(db, wake),
             cache.clone(),
             PageTokens::from_config(config.page_token_secret.as_deref()),
             config.clock.clone(),
@@ -153,6 +176,7 @@ impl Application {
             addr,
             api,
             cache,
+            relay,
             config,
         })
     }
@@ -170,18 +194,28 @@ impl Application {
     /// Serves until `shutdown` is triggered, then drains.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), clm_runtime::Error> {
         tokio::spawn(report_cache(self.cache.clone(), shutdown.clone()));
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(shutdown.clone())));
         let service = ScoringServiceServer::new(self.api)
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
         tracing::info!(addr = %self.addr, service = SERVICE_NAME, "serving");
-        clm_runtime::serve(
+        let served = clm_runtime::serve(
             self.listener,
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
-            shutdown,
+            shutdown.clone(),
         )
-        .await
+        .await;
+        shutdown.trigger();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        served
     }
 }
 

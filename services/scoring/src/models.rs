@@ -56,7 +56,10 @@ impl Models {
             .ensure_default_model(tenant, (self.clock)())
             .await?;
         let model = self.store.model(tenant, id, 0).await?;
-        let compiled = CompiledModel::new(&model.id, model.version, &model.spec);
+        let compiled = CompiledModel {
+            is_default: model.is_default,
+            ..CompiledModel::new(&model.id, model.version, &model.spec)
+        };
         let loaded = Arc::new(Loaded { model, compiled });
         self.one.insert(key, loaded.clone()).await;
         Ok(loaded)
@@ -75,7 +78,10 @@ impl Models {
             .models(tenant)
             .await?
             .iter()
-            .map(|m| CompiledModel::new(&m.id, m.version, &m.spec))
+            .map(|m| CompiledModel {
+                is_default: m.is_default,
+                ..CompiledModel::new(&m.id, m.version, &m.spec)
+            })
             .collect();
         let compiled = Arc::new(compiled);
         self.all.insert(tenant.to_owned(), compiled.clone()).await;

@@ -262,6 +262,8 @@ pub struct CompiledModel {
     pub id: String,
     /// The model's version.
     pub version: i64,
+    /// Whether it is the tenant's default model (whose scores lifecycle follows).
+    pub is_default: bool,
     /// Event rules.
     pub event_rules: Vec<CompiledEventRule>,
     /// Fit rules.
@@ -285,6 +287,7 @@ impl CompiledModel {
         Self {
             id: id.to_owned(),
             version,
+            is_default: false,
             event_rules: spec
                 .event_rules
                 .iter()

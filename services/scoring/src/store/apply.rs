@@ -9,7 +9,7 @@ use sea_orm::{
 };
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
-use super::{Store, json_map, map_json};
+use super::{Store, json_map, map_json, signals};
 use crate::domain::fold::{LedgerEntry, ScoreState, fold};
 use crate::domain::model::CompiledModel;
 use crate::domain::{Micros, ScoringError};
@@ -23,6 +23,8 @@ pub enum EventKind {
         kind: String,
         /// Its properties.
         properties: BTreeMap<String, String>,
+        /// The money involved: (amount in micros, currency).
+        value: Option<(i64, String)>,
     },
     /// The contact's attributes are now these.
     Upserted {
@@ -62,6 +64,12 @@ pub struct Change {
     pub state: ScoreState,
     /// A band crossed upwards by this change: (from, to).
     pub crossed: Option<(String, String)>,
+    /// The band before the change, at the time of the change.
+    pub band_before: String,
+    /// The band after the change.
+    pub band_after: String,
+    /// The event that caused the change.
+    pub cause: String,
 }
 
 /// The outcome of one ApplyInteractions call.
@@ -128,12 +136,26 @@ impl Store {
         let mut redirects = load_tombstones(&txn, tenant, &events).await?;
         let mut touched: BTreeMap<String, String> = BTreeMap::new();
         let mut pending = Pending::default();
+        let mut signals = Vec::new();
         for event in events {
             let Some(contact) = resolve(&redirects, &event.contact_id) else {
                 continue; // erased: the event is acknowledged and has no effect
             };
             match event.kind {
-                EventKind::Interaction { kind, properties } => {
+                EventKind::Interaction {
+                    kind,
+                    properties,
+                    value,
+                } => {
+                    signals.push(signals::interaction(
+                        tenant,
+                        &event.event_id,
+                        &contact,
+                        event.occurred_at,
+                        &kind,
+                        &properties,
+                        value.as_ref(),
+                    ));
                     for model in models {
                         for rule in model
                             .event_rules
@@ -163,6 +185,13 @@ impl Store {
                     touched.insert(contact, event.event_id);
                 }
                 EventKind::Upserted { attributes } => {
+                    signals.push(signals::attributes(
+                        tenant,
+                        &event.event_id,
+                        &contact,
+                        event.occurred_at,
+                        &attributes,
+                    ));
                     pending.flush(&txn).await?;
                     upsert_profile(&txn, tenant, &contact, &attributes, now).await?;
                     touched.insert(contact, event.event_id);
@@ -175,6 +204,13 @@ impl Store {
                     if duplicate == contact {
                         continue;
                     }
+                    signals.push(signals::merged(
+                        tenant,
+                        &event.event_id,
+                        &contact,
+                        &duplicate,
+                        event.occurred_at,
+                    ));
                     merge(&txn, tenant, &duplicate, &contact).await?;
                     redirects.insert(duplicate.clone(), Some(contact.clone()));
                     touched.remove(&duplicate);
@@ -185,6 +221,12 @@ impl Store {
                 }
                 EventKind::Erased => {
                     pending.flush(&txn).await?;
+                    signals.push(signals::erased(
+                        tenant,
+                        &event.event_id,
+                        &contact,
+                        event.occurred_at,
+                    ));
                     erase(&txn, tenant, &contact).await?;
                     redirects.insert(contact.clone(), None);
                     touched.remove(&contact);
@@ -196,9 +238,29 @@ impl Store {
         }
         pending.flush(&txn).await?;
         outcome.changed = rescore(&txn, tenant, models, &touched, now).await?;
+        signals.extend(score_signals(tenant, models, &outcome.changed, now));
+        clm_outbox::enqueue(&txn, now, signals).await?;
         txn.commit().await?;
+        self.wake.notify();
         Ok(outcome)
     }
+}
+
+/// Score signals for lifecycle: the default model's changes only.
+pub(crate) fn score_signals(
+    tenant: &str,
+    models: &[CompiledModel],
+    changes: &[Change],
+    now: Micros,
+) -> Vec<clm_outbox::NewMessage> {
+    let Some(default) = models.iter().find(|m| m.is_default) else {
+        return Vec::new();
+    };
+    changes
+        .iter()
+        .filter(|c| c.model_id == default.id)
+        .map(|c| signals::score(tenant, c, now))
+        .collect()
 }
 
 /// History and ledger rows gathered between events that must see them.
@@ -455,7 +517,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                     .map(|p| model.band(p.at(now).0))
                     .unwrap_or_default();
                 let crossed = (model.rank(&band_after) > model.rank(&band_before))
-                    .then(|| (band_before, band_after.clone()));
+                    .then(|| (band_before.clone(), band_after.clone()));
                 if let Some((from, to)) = &crossed {
                     band_event::Entity::insert(band_event::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),
@@ -476,7 +538,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                     model_id: Set(model.id.clone()),
                     contact_id: Set(contact.clone()),
                     state: Set(serde_json::to_value(&state).expect("a state always serialises")),
-                    band: Set(band_after),
+                    band: Set(band_after.clone()),
                     updated_at: Set(now),
                 });
                 changes.push(Change {
@@ -484,6 +546,9 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                     contact_id: contact.clone(),
                     state,
                     crossed,
+                    band_before,
+                    band_after,
+                    cause: touched[contact].clone(),
                 });
             }
             score::Entity::insert_many(rows)

@@ -5,6 +5,7 @@ pub mod entities;
 pub mod migration;
 mod models;
 mod scores;
+pub mod signals;
 
 use std::collections::BTreeMap;
 
@@ -17,12 +18,13 @@ pub use scores::HistoryEntry;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    wake: clm_outbox::Wake,
 }
 
 impl Store {
-    /// A store over an open, migrated connection.
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    /// A store over an open, migrated connection; `wake` is told about committed signals.
+    pub fn new(db: DatabaseConnection, wake: clm_outbox::Wake) -> Self {
+        Self { db, wake }
     }
 
     /// The connection.

@@ -279,7 +279,11 @@ impl Store {
             .map(|c| (c.clone(), cause.clone()))
             .collect();
         let changes = rescore(&txn, tenant, std::slice::from_ref(model), &touched, now).await?;
+        let signals =
+            super::apply::score_signals(tenant, std::slice::from_ref(model), &changes, now);
+        clm_outbox::enqueue(&txn, now, signals).await?;
         txn.commit().await?;
+        self.wake.notify();
         Ok(changes)
     }
 }
