@@ -1,0 +1,4 @@
+//! clm-lifecycle: stages, segments, timed triggers and a resumable event stream.
+#![forbid(unsafe_code)]
+
+pub mod domain;
