@@ -1,0 +1,390 @@
+//! The moves inside one transaction: load a contact's facts, enter stages, keep segment
+//! membership current, and append every change to the event log.
+
+use std::collections::BTreeMap;
+
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+
+use super::entities::{
+    activity, contact_fact, contact_stage, lifecycle_event, segment, segment_member, stage_history,
+};
+use crate::domain::facts::{self, Activity, Facts};
+use crate::domain::model::CompiledModel;
+use crate::domain::{LifecycleError, Micros};
+
+/// The kinds of the event log, as in `LifecycleEventKind`.
+pub(crate) const TRANSITION: i32 = 1;
+pub(crate) const SEGMENT_ENTERED: i32 = 2;
+pub(crate) const SEGMENT_EXITED: i32 = 3;
+pub(crate) const ACTION: i32 = 4;
+
+/// Serialises appends to the event log on PostgreSQL, so ids become visible in order and a
+/// reader resuming after id N never misses a smaller id committed later. SQLite writers
+/// are serialised already.
+pub(crate) async fn lock_log(txn: &DatabaseTransaction) -> Result<(), LifecycleError> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(727274)")
+            .await?;
+    }
+    Ok(())
+}
+
+/// One entry of the event log.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LogEntry {
+    pub(crate) kind: i32,
+    pub(crate) contact_id: String,
+    pub(crate) from_stage: String,
+    pub(crate) to_stage: String,
+    pub(crate) segment_id: String,
+    pub(crate) action: String,
+    pub(crate) cause: String,
+}
+
+pub(crate) async fn append(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    now: Micros,
+    entry: LogEntry,
+) -> Result<(), LifecycleError> {
+    lifecycle_event::Entity::insert(lifecycle_event::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(tenant.to_owned()),
+        kind: Set(entry.kind),
+        contact_id: Set(entry.contact_id),
+        occurred_at: Set(now),
+        from_stage: Set(entry.from_stage),
+        to_stage: Set(entry.to_stage),
+        segment_id: Set(entry.segment_id),
+        action: Set(entry.action),
+        cause: Set(entry.cause),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// The facts of a contact (without stage and event).
+pub(crate) async fn load_facts<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    contact: &str,
+) -> Result<Facts, LifecycleError> {
+    let fact = contact_fact::Entity::find_by_id((tenant.to_owned(), contact.to_owned()))
+        .one(db)
+        .await?;
+    let activities = activity::Entity::find()
+        .filter(activity::Column::TenantId.eq(tenant))
+        .filter(activity::Column::ContactId.eq(contact))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| Activity {
+            kind: a.kind,
+            occurred_at: a.occurred_at,
+            amount_micros: a.amount_micros,
+        })
+        .collect();
+    Ok(match fact {
+        Some(f) => Facts {
+            attributes: serde_json::from_value(f.attributes).unwrap_or_default(),
+            score: f.score,
+            band: f.band,
+            activities,
+            ..Facts::default()
+        },
+        None => Facts {
+            activities,
+            ..Facts::default()
+        },
+    })
+}
+
+/// Upserts the non-activity facts of a contact.
+pub(crate) async fn save_facts(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact: &str,
+    attributes: &BTreeMap<String, String>,
+    score: f64,
+    band: &str,
+    now: Micros,
+) -> Result<(), LifecycleError> {
+    contact_fact::Entity::insert(contact_fact::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        contact_id: Set(contact.to_owned()),
+        attributes: Set(serde_json::to_value(attributes).expect("a string map serialises")),
+        score: Set(score),
+        band: Set(band.to_owned()),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            contact_fact::Column::TenantId,
+            contact_fact::Column::ContactId,
+        ])
+        .update_columns([
+            contact_fact::Column::Attributes,
+            contact_fact::Column::Score,
+            contact_fact::Column::Band,
+            contact_fact::Column::UpdatedAt,
+        ])
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// What caused a move.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cause {
+    pub(crate) cause: String,
+    pub(crate) event_id: String,
+    pub(crate) actor: String,
+    pub(crate) reason: String,
+    pub(crate) forced: bool,
+}
+
+/// The contact's current stage in `model` with when it was entered.
+pub(crate) async fn current_stage<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    model: &str,
+    contact: &str,
+) -> Result<Option<(String, Micros)>, LifecycleError> {
+    Ok(
+        contact_stage::Entity::find_by_id((
+            tenant.to_owned(),
+            model.to_owned(),
+            contact.to_owned(),
+        ))
+        .one(db)
+        .await?
+        .map(|s| (s.stage, s.entered_at)),
+    )
+}
+
+/// Moves the contact from `from` (entered at `entered_at`; `None` for a new contact) to
+/// `to`, closes the previous stay, opens the next, and logs the transition. Returns false
+/// when the contact was no longer where the caller saw it (another writer moved it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn transition(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    model: &str,
+    contact: &str,
+    from: Option<(&str, Micros)>,
+    to: &str,
+    now: Micros,
+    cause: &Cause,
+) -> Result<bool, LifecycleError> {
+    match from {
+        None => {
+            contact_stage::Entity::insert(contact_stage::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                model_id: Set(model.to_owned()),
+                contact_id: Set(contact.to_owned()),
+                stage: Set(to.to_owned()),
+                entered_at: Set(now),
+            })
+            .exec_without_returning(txn)
+            .await?;
+        }
+        Some((stage, entered_at)) => {
+            let moved = contact_stage::Entity::update_many()
+                .col_expr(contact_stage::Column::Stage, Expr::value(to))
+                .col_expr(contact_stage::Column::EnteredAt, Expr::value(now))
+                .filter(contact_stage::Column::TenantId.eq(tenant))
+                .filter(contact_stage::Column::ModelId.eq(model))
+                .filter(contact_stage::Column::ContactId.eq(contact))
+                .filter(contact_stage::Column::Stage.eq(stage))
+                .filter(contact_stage::Column::EnteredAt.eq(entered_at))
+                .exec(txn)
+                .await?;
+            if moved.rows_affected == 0 {
+                return Ok(false);
+            }
+            stage_history::Entity::update_many()
+                .col_expr(stage_history::Column::ExitedAt, Expr::value(now))
+                .filter(stage_history::Column::TenantId.eq(tenant))
+                .filter(stage_history::Column::ModelId.eq(model))
+                .filter(stage_history::Column::ContactId.eq(contact))
+                .filter(stage_history::Column::ExitedAt.is_null())
+                .exec(txn)
+                .await?;
+        }
+    }
+    let from_stage = from.map(|(s, _)| s.to_owned()).unwrap_or_default();
+    stage_history::Entity::insert(stage_history::ActiveModel {
+        id: NotSet,
+        tenant_id: Set(tenant.to_owned()),
+        model_id: Set(model.to_owned()),
+        contact_id: Set(contact.to_owned()),
+        from_stage: Set(from_stage.clone()),
+        to_stage: Set(to.to_owned()),
+        entered_at: Set(now),
+        exited_at: Set(None),
+        cause: Set(cause.cause.clone()),
+        event_id: Set(cause.event_id.clone()),
+        actor: Set(cause.actor.clone()),
+        reason: Set(cause.reason.clone()),
+        forced: Set(cause.forced),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    append(
+        txn,
+        tenant,
+        now,
+        LogEntry {
+            kind: TRANSITION,
+            contact_id: contact.to_owned(),
+            from_stage,
+            to_stage: to.to_owned(),
+            cause: cause.cause.clone(),
+            ..LogEntry::default()
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Applies the model's rules to the contact: a new contact enters the first stage, then
+/// the furthest forward stage its facts allow.
+pub(crate) async fn advance(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    model: &CompiledModel,
+    contact: &str,
+    facts: &mut Facts,
+    event_id: &str,
+    now: Micros,
+) -> Result<(), LifecycleError> {
+    let mut current = current_stage(txn, tenant, &model.id, contact).await?;
+    if current.is_none() {
+        let first = model.first_stage().to_owned();
+        let cause = Cause {
+            cause: "new_contact".into(),
+            event_id: event_id.to_owned(),
+            ..Cause::default()
+        };
+        transition(txn, tenant, &model.id, contact, None, &first, now, &cause).await?;
+        current = Some((first, now));
+    }
+    // Each move can enable the next (bounded by the number of stages).
+    for _ in 0..model.spec.stages.len() {
+        let Some((stage, entered_at)) = current.clone() else {
+            break;
+        };
+        facts.stage.clone_from(&stage);
+        let Some((to, rule)) = model.next_stage(&stage, facts, now) else {
+            break;
+        };
+        let to = to.to_owned();
+        let cause = Cause {
+            cause: format!("rule:{}", rule.rule.id),
+            event_id: event_id.to_owned(),
+            ..Cause::default()
+        };
+        if !transition(
+            txn,
+            tenant,
+            &model.id,
+            contact,
+            Some((&stage, entered_at)),
+            &to,
+            now,
+            &cause,
+        )
+        .await?
+        {
+            break;
+        }
+        current = Some((to, now));
+    }
+    Ok(())
+}
+
+/// Re-evaluates every segment of the tenant for the contact, logging entries and exits.
+pub(crate) async fn refresh_segments(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    default_model: &str,
+    contact: &str,
+    facts: &mut Facts,
+    now: Micros,
+) -> Result<(), LifecycleError> {
+    let segments = segment::Entity::find()
+        .filter(segment::Column::TenantId.eq(tenant))
+        .all(txn)
+        .await?;
+    if segments.is_empty() {
+        return Ok(());
+    }
+    facts.stage = current_stage(txn, tenant, default_model, contact)
+        .await?
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    facts.event = None;
+    for s in segments {
+        let condition = facts::compile(&s.filter, false).unwrap_or_default();
+        let member = facts::holds(&condition, facts, now);
+        set_membership(txn, tenant, &s.id, contact, member, now).await?;
+    }
+    Ok(())
+}
+
+/// Makes `contact` a member of `segment` or not, logging a change.
+pub(crate) async fn set_membership(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    segment: &str,
+    contact: &str,
+    member: bool,
+    now: Micros,
+) -> Result<(), LifecycleError> {
+    let changed = if member {
+        let inserted = segment_member::Entity::insert(segment_member::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            segment_id: Set(segment.to_owned()),
+            contact_id: Set(contact.to_owned()),
+            entered_at: Set(now),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+        matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0)
+    } else {
+        segment_member::Entity::delete_many()
+            .filter(segment_member::Column::TenantId.eq(tenant))
+            .filter(segment_member::Column::SegmentId.eq(segment))
+            .filter(segment_member::Column::ContactId.eq(contact))
+            .exec(txn)
+            .await?
+            .rows_affected
+            > 0
+    };
+    if changed {
+        append(
+            txn,
+            tenant,
+            now,
+            LogEntry {
+                kind: if member {
+                    SEGMENT_ENTERED
+                } else {
+                    SEGMENT_EXITED
+                },
+                contact_id: contact.to_owned(),
+                segment_id: segment.to_owned(),
+                cause: "segment".into(),
+                ..LogEntry::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

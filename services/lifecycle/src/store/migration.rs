@@ -1,0 +1,257 @@
+//! The lifecycle schema. Every index leads with `tenant_id`.
+
+use sea_orm_migration::prelude::*;
+
+/// The lifecycle service's migrator.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateLifecycleTables)]
+    }
+}
+
+struct CreateLifecycleTables;
+
+impl MigrationName for CreateLifecycleTables {
+    fn name(&self) -> &str {
+        "m20261122_000001_create_lifecycle_tables"
+    }
+}
+
+fn column(name: &str, kind: &str) -> ColumnDef {
+    let mut c = ColumnDef::new(Alias::new(name));
+    match kind {
+        "String" => c.string().not_null(),
+        "Option<String>" => c.string().null(),
+        "i64" => c.big_integer().not_null(),
+        "Option<i64>" => c.big_integer().null(),
+        "i32" => c.integer().not_null(),
+        "f64" => c.double().not_null(),
+        "bool" => c.boolean().not_null(),
+        "auto" => c.big_integer().not_null().auto_increment().primary_key(),
+        _ => c.json().not_null(),
+    };
+    c
+}
+
+fn table(name: &str, columns: &[(&str, &str)], key: &[&str]) -> TableCreateStatement {
+    let mut t = Table::create();
+    t.table(Alias::new(name));
+    for (column_name, kind) in columns {
+        t.col(column(column_name, kind));
+    }
+    if !key.is_empty() {
+        let mut pk = Index::create();
+        for k in key {
+            pk.col(Alias::new(*k));
+        }
+        t.primary_key(&mut pk);
+    }
+    t.to_owned()
+}
+
+fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(Alias::new(table));
+    for column in columns {
+        index.col(Alias::new(*column));
+    }
+    index.to_owned()
+}
+
+/// A table: name, (column, kind) pairs, primary key columns.
+type TableSpec = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const TABLES: &[TableSpec] = &[
+    (
+        "stage_models",
+        &[
+            ("tenant_id", "String"),
+            ("id", "String"),
+            ("version", "i64"),
+            ("display_name", "String"),
+            ("is_default", "bool"),
+            ("spec", "Json"),
+            ("created_at", "i64"),
+            ("updated_at", "i64"),
+        ],
+        &["tenant_id", "id"],
+    ),
+    (
+        "applied_signals",
+        &[
+            ("tenant_id", "String"),
+            ("event_id", "String"),
+            ("applied_at", "i64"),
+        ],
+        &["tenant_id", "event_id"],
+    ),
+    (
+        "contact_facts",
+        &[
+            ("tenant_id", "String"),
+            ("contact_id", "String"),
+            ("attributes", "Json"),
+            ("score", "f64"),
+            ("band", "String"),
+            ("updated_at", "i64"),
+        ],
+        &["tenant_id", "contact_id"],
+    ),
+    (
+        "activities",
+        &[
+            ("tenant_id", "String"),
+            ("event_id", "String"),
+            ("contact_id", "String"),
+            ("kind", "String"),
+            ("occurred_at", "i64"),
+            ("amount_micros", "i64"),
+        ],
+        &["tenant_id", "event_id"],
+    ),
+    (
+        "contact_stages",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("contact_id", "String"),
+            ("stage", "String"),
+            ("entered_at", "i64"),
+        ],
+        &["tenant_id", "model_id", "contact_id"],
+    ),
+    (
+        "stage_history",
+        &[
+            ("id", "auto"),
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("contact_id", "String"),
+            ("from_stage", "String"),
+            ("to_stage", "String"),
+            ("entered_at", "i64"),
+            ("exited_at", "Option<i64>"),
+            ("cause", "String"),
+            ("event_id", "String"),
+            ("actor", "String"),
+            ("reason", "String"),
+            ("forced", "bool"),
+        ],
+        &[],
+    ),
+    (
+        "segments",
+        &[
+            ("tenant_id", "String"),
+            ("id", "String"),
+            ("display_name", "String"),
+            ("filter", "String"),
+            ("created_at", "i64"),
+        ],
+        &["tenant_id", "id"],
+    ),
+    (
+        "segment_members",
+        &[
+            ("tenant_id", "String"),
+            ("segment_id", "String"),
+            ("contact_id", "String"),
+            ("entered_at", "i64"),
+        ],
+        &["tenant_id", "segment_id", "contact_id"],
+    ),
+    (
+        "lifecycle_events",
+        &[
+            ("id", "auto"),
+            ("tenant_id", "String"),
+            ("kind", "i32"),
+            ("contact_id", "String"),
+            ("occurred_at", "i64"),
+            ("from_stage", "String"),
+            ("to_stage", "String"),
+            ("segment_id", "String"),
+            ("action", "String"),
+            ("cause", "String"),
+        ],
+        &[],
+    ),
+    (
+        "fired_triggers",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("trigger_id", "String"),
+            ("contact_id", "String"),
+            ("due_at", "i64"),
+        ],
+        &[
+            "tenant_id",
+            "model_id",
+            "trigger_id",
+            "contact_id",
+            "due_at",
+        ],
+    ),
+    (
+        "lifecycle_tombstones",
+        &[
+            ("tenant_id", "String"),
+            ("contact_id", "String"),
+            ("merged_into", "Option<String>"),
+        ],
+        &["tenant_id", "contact_id"],
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateLifecycleTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for (name, columns, key) in TABLES {
+            manager.create_table(table(name, columns, key)).await?;
+        }
+        for (table_name, name, columns) in [
+            (
+                "stage_history",
+                "history_by_contact",
+                &["tenant_id", "model_id", "contact_id", "id"][..],
+            ),
+            (
+                "lifecycle_events",
+                "events_by_tenant",
+                &["tenant_id", "id"][..],
+            ),
+            (
+                "activities",
+                "activities_by_contact",
+                &["tenant_id", "contact_id", "occurred_at"][..],
+            ),
+            (
+                "contact_stages",
+                "contacts_by_stage",
+                &["tenant_id", "model_id", "stage"][..],
+            ),
+        ] {
+            manager
+                .create_index(index(table_name, name, columns))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for (name, _, _) in TABLES.iter().rev() {
+            manager
+                .drop_table(Table::drop().table(Alias::new(*name)).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! Persistence of stage models, facts, stages, history, segments and the event log.
+
+mod apply;
+pub(crate) mod engine;
+pub mod entities;
+pub mod migration;
+mod models;
+mod queries;
+mod scheduler;
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+
+pub use apply::{Signal, SignalKind};
+pub use queries::{HistoryEntry, LogEvent};
+pub use scheduler::Fired;
+
+/// The lifecycle database, and a signal that wakes watchers when events are committed.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    appended: Arc<Notify>,
+}
+
+impl Store {
+    /// A store over an open, migrated connection.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            appended: Arc::default(),
+        }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Resolves when events were appended by this process (other replicas' events are
+    /// found by the watchers' poll).
+    pub async fn appended(&self) {
+        self.appended.notified().await;
+    }
+
+    pub(crate) fn wake_watchers(&self) {
+        self.appended.notify_waiters();
+    }
+}

@@ -1,0 +1,218 @@
+//! Timed work: churn after inactivity, date-based triggers, and segments whose windows
+//! slide. Safe with several replicas on one PostgreSQL: a churn move only happens while the
+//! contact is still where the scheduler saw it, and a trigger fires only when its due item
+//! is inserted for the first time.
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TryInsertResult};
+
+use super::Store;
+use super::engine::{self, ACTION, Cause, LogEntry, load_facts};
+use super::entities::{contact_fact, contact_stage, fired_trigger, stage_model};
+use super::queries::known_contacts;
+use crate::domain::model::{CompiledModel, TimedTrigger};
+use crate::domain::{DAY, LifecycleError, Micros};
+
+/// What one scheduler run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    /// Contacts moved by inactivity.
+    pub churned: u64,
+    /// Actions put on the stream.
+    pub actions: u64,
+}
+
+/// A date attribute: `YYYY-MM-DD` (midnight UTC) or RFC 3339.
+fn parse_date(text: &str) -> Option<Micros> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_micros());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+impl Store {
+    /// Runs everything due at `now` for every tenant.
+    pub async fn run_due(&self, now: Micros) -> Result<Fired, LifecycleError> {
+        let tenants: Vec<String> = stage_model::Entity::find()
+            .select_only()
+            .column(stage_model::Column::TenantId)
+            .distinct()
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let mut fired = Fired::default();
+        for tenant in tenants {
+            let models: Vec<CompiledModel> = self
+                .models(&tenant)
+                .await?
+                .iter()
+                .map(|m| CompiledModel::new(&m.id, &m.spec))
+                .collect();
+            for model in &models {
+                for trigger in &model.spec.triggers {
+                    if trigger.attribute.is_empty() {
+                        fired.churned += self.churn(&tenant, model, trigger, now).await?;
+                    } else {
+                        fired.actions += self.date_trigger(&tenant, model, trigger, now).await?;
+                    }
+                }
+            }
+            self.slide_segments(&tenant, models.first().map_or("", |m| m.id.as_str()), now)
+                .await?;
+        }
+        self.wake_watchers();
+        Ok(fired)
+    }
+
+    async fn churn(
+        &self,
+        tenant: &str,
+        model: &CompiledModel,
+        trigger: &TimedTrigger,
+        now: Micros,
+    ) -> Result<u64, LifecycleError> {
+        let Some(churn_stage) = model.churn_stage() else {
+            return Ok(0);
+        };
+        let mut query = contact_stage::Entity::find()
+            .filter(contact_stage::Column::TenantId.eq(tenant))
+            .filter(contact_stage::Column::ModelId.eq(&model.id))
+            .filter(contact_stage::Column::Stage.ne(churn_stage));
+        if !trigger.stages.is_empty() {
+            query = query.filter(contact_stage::Column::Stage.is_in(trigger.stages.clone()));
+        }
+        let mut churned = 0;
+        for row in query.all(&self.db).await? {
+            let facts = load_facts(&self.db, tenant, &row.contact_id).await?;
+            let last = facts
+                .last_activity()
+                .unwrap_or(row.entered_at)
+                .max(row.entered_at);
+            if last > now - trigger.offset {
+                continue;
+            }
+            let txn = clm_store::begin_write(&self.db).await?;
+            engine::lock_log(&txn).await?;
+            let cause = Cause {
+                cause: format!("trigger:{}", trigger.id),
+                ..Cause::default()
+            };
+            let moved = engine::transition(
+                &txn,
+                tenant,
+                &model.id,
+                &row.contact_id,
+                Some((&row.stage, row.entered_at)),
+                churn_stage,
+                now,
+                &cause,
+            )
+            .await?;
+            if moved {
+                engine::append(
+                    &txn,
+                    tenant,
+                    now,
+                    LogEntry {
+                        kind: ACTION,
+                        contact_id: row.contact_id.clone(),
+                        action: trigger.action.clone(),
+                        cause: cause.cause.clone(),
+                        ..LogEntry::default()
+                    },
+                )
+                .await?;
+                churned += 1;
+            }
+            txn.commit().await?;
+        }
+        Ok(churned)
+    }
+
+    async fn date_trigger(
+        &self,
+        tenant: &str,
+        model: &CompiledModel,
+        trigger: &TimedTrigger,
+        now: Micros,
+    ) -> Result<u64, LifecycleError> {
+        let mut actions = 0;
+        for fact in contact_fact::Entity::find()
+            .filter(contact_fact::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?
+        {
+            let attributes: std::collections::BTreeMap<String, String> =
+                serde_json::from_value(fact.attributes).unwrap_or_default();
+            let Some(date) = attributes
+                .get(&trigger.attribute)
+                .and_then(|v| parse_date(v))
+            else {
+                continue;
+            };
+            let due = date - trigger.offset;
+            // Due, and not long past: a date years ago does not fire today.
+            if now < due || now > date.max(due) + DAY {
+                continue;
+            }
+            if !trigger.stages.is_empty() {
+                let stage =
+                    engine::current_stage(&self.db, tenant, &model.id, &fact.contact_id).await?;
+                if !stage.is_some_and(|(s, _)| trigger.stages.contains(&s)) {
+                    continue;
+                }
+            }
+            let txn = clm_store::begin_write(&self.db).await?;
+            engine::lock_log(&txn).await?;
+            let first = fired_trigger::Entity::insert(fired_trigger::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                model_id: Set(model.id.clone()),
+                trigger_id: Set(trigger.id.clone()),
+                contact_id: Set(fact.contact_id.clone()),
+                due_at: Set(due),
+            })
+            .on_conflict_do_nothing()
+            .exec_without_returning(&txn)
+            .await?;
+            if matches!(first, TryInsertResult::Inserted(n) if n > 0) {
+                engine::append(
+                    &txn,
+                    tenant,
+                    now,
+                    LogEntry {
+                        kind: ACTION,
+                        contact_id: fact.contact_id.clone(),
+                        action: trigger.action.clone(),
+                        cause: format!("trigger:{}", trigger.id),
+                        ..LogEntry::default()
+                    },
+                )
+                .await?;
+                actions += 1;
+            }
+            txn.commit().await?;
+        }
+        Ok(actions)
+    }
+
+    /// Windows slide with time: re-evaluates every known contact against every segment.
+    async fn slide_segments(
+        &self,
+        tenant: &str,
+        default_model: &str,
+        now: Micros,
+    ) -> Result<(), LifecycleError> {
+        let txn = clm_store::begin_write(&self.db).await?;
+        engine::lock_log(&txn).await?;
+        for contact in known_contacts(&txn, tenant).await? {
+            let mut facts = load_facts(&txn, tenant, &contact).await?;
+            engine::refresh_segments(&txn, tenant, default_model, &contact, &mut facts, now)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
