@@ -52,7 +52,41 @@ pub async fn start_contacts(
 /// Starts scoring on `addr` (the cache matches the backend: Redis with PostgreSQL when
 /// `CLM_TEST_REDIS_URL` is set).
 pub async fn start_scoring(db: &TestDatabase, addr: SocketAddr, shutdown: &Shutdown) -> Channel {
+    start_scoring_for(db, addr, None, shutdown).await
+}
+
+/// Starts lifecycle on `addr`; its timed work runs only when a test asks.
+pub async fn start_lifecycle(db: &TestDatabase, addr: SocketAddr, shutdown: &Shutdown) -> Channel {
+    let mut config = clm_lifecycle::Config::embedded(addr, db.data_dir().to_path_buf());
+    config.database_url = db.database_url();
+    config.scheduler_interval = None;
+    let app = clm_lifecycle::Application::build(config)
+        .await
+        .expect("lifecycle starts");
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    serving(addr, clm_lifecycle::SERVICE_NAME).await
+}
+
+/// Starts contacts, scoring and lifecycle chained by their outboxes; returns their
+/// channels in that order.
+pub async fn start_chain(db: &TestDatabase, shutdown: &Shutdown) -> (Channel, Channel, Channel) {
+    let (scoring_addr, lifecycle_addr) = (free_addr(), free_addr());
+    let lifecycle = start_lifecycle(db, lifecycle_addr, shutdown).await;
+    let scoring = start_scoring_for(db, scoring_addr, Some(lifecycle_addr), shutdown).await;
+    let contacts = start_contacts(db, scoring_addr, shutdown).await;
+    (contacts, scoring, lifecycle)
+}
+
+/// Starts scoring on `addr`, delivering signals to lifecycle at `lifecycle` when given.
+pub async fn start_scoring_for(
+    db: &TestDatabase,
+    addr: SocketAddr,
+    lifecycle: Option<SocketAddr>,
+    shutdown: &Shutdown,
+) -> Channel {
     let mut config = clm_scoring::Config::embedded(addr, db.data_dir().to_path_buf());
+    config.lifecycle_addr = lifecycle.map(|a| a.to_string());
+    config.relay = quick_relay();
     config.database_url = db.database_url();
     config.cache_prefix = clm_testkit::unique_prefix();
     if db.backend() == Backend::Postgres {
