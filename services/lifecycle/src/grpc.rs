@@ -359,12 +359,9 @@ impl LifecycleService for LifecycleApi {
             .map_err(status)?;
         let count = self
             .store
-            .segments(&tenant, "", u64::MAX)
+            .member_count(&tenant, &row.id)
             .await
-            .map_err(status)?
-            .into_iter()
-            .find(|(s, _)| s.id == row.id)
-            .map_or(0, |(_, n)| n);
+            .map_err(status)?;
         Ok(Response::new(pb::CreateSegmentResponse {
             segment: Some(pb::Segment {
                 id: row.id,

@@ -256,14 +256,23 @@ impl Store {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let count = segment_member::Entity::find()
-                .filter(segment_member::Column::TenantId.eq(tenant))
-                .filter(segment_member::Column::SegmentId.eq(&row.id))
-                .count(&self.db)
-                .await?;
+            let count = self.member_count(tenant, &row.id).await?;
             out.push((row, count));
         }
         Ok(out)
+    }
+
+    /// How many members a segment has.
+    pub async fn member_count(
+        &self,
+        tenant: &str,
+        segment_id: &str,
+    ) -> Result<u64, LifecycleError> {
+        Ok(segment_member::Entity::find()
+            .filter(segment_member::Column::TenantId.eq(tenant))
+            .filter(segment_member::Column::SegmentId.eq(segment_id))
+            .count(&self.db)
+            .await?)
     }
 
     /// One page of a segment's members, by contact id after `after`.

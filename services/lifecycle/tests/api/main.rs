@@ -1,1 +1,9 @@
-//! placeholder
+//! The lifecycle API over gRPC on SQLite and (with `CLM_TEST_DATABASE_URL`) PostgreSQL.
+#![allow(unreachable_pub)]
+
+mod helpers;
+
+mod models;
+mod segments;
+mod stages;
+mod watch;

@@ -1,0 +1,155 @@
+//! Real-time segments: members right after each signal, and after windows slide.
+
+use tonic::Code;
+
+use clm_proto::lifecycle::v1 as pb;
+
+use crate::helpers::*;
+
+async fn members(app: &TestApp, segment: &str) -> Vec<String> {
+    app.client
+        .clone()
+        .list_segment_members(pb::ListSegmentMembersRequest {
+            segment_id: segment.into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .members
+        .into_iter()
+        .map(|m| m.contact_id)
+        .collect()
+}
+
+backend_tests!(
+    members_follow_signals_and_sliding_windows,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.apply(vec![app.interaction_at("a", "purchase", T0 - 10 * DAY)])
+            .await;
+        let segment = app
+            .client
+            .clone()
+            .create_segment(pb::CreateSegmentRequest {
+                segment: Some(pb::Segment {
+                    display_name: "Repeat buyers".into(),
+                    filter: r#"count.purchase.90d >= "2""#.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .segment
+            .unwrap();
+        assert_eq!(segment.member_count, 0);
+        app.apply(vec![
+            app.interaction("a", "purchase"),
+            app.interaction("b", "purchase"),
+        ])
+        .await;
+        assert_eq!(
+            members(&app, &segment.id).await,
+            ["a"],
+            "right after the signal"
+        );
+
+        // 81 days on, a's first purchase is 91 days old: the window slid past it.
+        app.set_now(T0 + 81 * DAY);
+        app.scheduler.run_due().await.unwrap();
+        assert!(members(&app, &segment.id).await.is_empty());
+        let kinds: Vec<i32> = app
+            .all_events()
+            .await
+            .into_iter()
+            .filter(|e| e.segment_id == segment.id)
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                pb::LifecycleEventKind::SegmentEntered as i32,
+                pb::LifecycleEventKind::SegmentExited as i32
+            ]
+        );
+    }
+);
+
+backend_tests!(
+    segments_over_stage_and_attributes_start_with_current_members,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.apply(vec![
+            app.attributes("de", &[("country", "DE")]),
+            app.attributes("fr", &[("country", "FR")]),
+            app.interaction("de", "purchase"),
+        ])
+        .await;
+        let segment = app
+            .client
+            .clone()
+            .create_segment(pb::CreateSegmentRequest {
+                segment: Some(pb::Segment {
+                    display_name: "German customers".into(),
+                    filter: r#"attributes.country = "DE" AND stage = "conversion""#.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .segment
+            .unwrap();
+        assert_eq!(segment.member_count, 1);
+        assert_eq!(members(&app, &segment.id).await, ["de"]);
+        let listed = app
+            .client
+            .clone()
+            .list_segments(pb::ListSegmentsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.segments.len(), 1);
+    }
+);
+
+backend_tests!(
+    invalid_segments_are_refused_and_change_nothing,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        for (filter, field) in [
+            (r#"count.purchase >= "2""#, "segment.filter"),
+            (r#"event = "purchase""#, "segment.filter"),
+            (r#"score > "high""#, "segment.filter"),
+            ("", "segment.filter"),
+            (r#"stage = "x" AND"#, "segment.filter"),
+        ] {
+            let refused = app
+                .client
+                .clone()
+                .create_segment(pb::CreateSegmentRequest {
+                    segment: Some(pb::Segment {
+                        display_name: "Broken".into(),
+                        filter: filter.into(),
+                        ..Default::default()
+                    }),
+                })
+                .await;
+            assert_eq!(
+                violated_fields(&expect_code(refused, Code::InvalidArgument)),
+                [field],
+                "{filter}"
+            );
+        }
+        let listed = app
+            .client
+            .clone()
+            .list_segments(pb::ListSegmentsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.segments.is_empty());
+    }
+);
