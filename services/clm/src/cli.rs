@@ -35,6 +35,23 @@ pub(crate) enum Command {
     /// Inspect scoring models and simulate changes to them.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Read and move contacts' lifecycle stages.
+    #[command(subcommand)]
+    Stage(StageCommand),
+    /// Create and read real-time segments.
+    #[command(subcommand)]
+    Segments(SegmentsCommand),
+    /// Print lifecycle events as they happen (transitions, segment changes, actions).
+    Watch {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Resume after this cursor ("0": from the oldest event; default: from now).
+        #[arg(long, default_value = "")]
+        cursor: String,
+        /// Only these kinds: transition, segment_entered, segment_exited, action (repeatable).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+    },
 }
 
 /// Where services keep their data.
@@ -89,6 +106,9 @@ pub(crate) struct UpArgs {
     /// Address of the scoring service.
     #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
     pub(crate) scoring_addr: SocketAddr,
+    /// Address of the lifecycle service.
+    #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
+    pub(crate) lifecycle_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,6 +117,8 @@ pub(crate) enum Service {
     Contacts,
     /// Lead scores.
     Scoring,
+    /// Lifecycle stages, segments, triggers and the event stream.
+    Lifecycle,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +133,9 @@ pub(crate) struct ServeArgs {
     /// Where scoring is found (contacts delivers its events there).
     #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
     pub(crate) scoring_addr: String,
+    /// Where lifecycle is found (scoring delivers its signals there).
+    #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
+    pub(crate) lifecycle_addr: String,
 }
 
 /// How client commands reach the suite.
@@ -122,6 +147,9 @@ pub(crate) struct ClientArgs {
     /// Address of the scoring service.
     #[arg(long, env = "CLM_SCORING_ADDR", default_value = "127.0.0.1:50052")]
     pub(crate) scoring_addr: String,
+    /// Address of the lifecycle service.
+    #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
+    pub(crate) lifecycle_addr: String,
     /// The tenant to act for (sent as x-tenant-id).
     #[arg(long, env = "CLM_TENANT", default_value = "default")]
     pub(crate) tenant: String,
@@ -323,6 +351,82 @@ pub(crate) enum ModelsCommand {
         /// Change a rule's points, RULE_ID=POINTS (repeatable).
         #[arg(long = "points", value_parser = parse_number_pair)]
         points: Vec<(String, f64)>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StageCommand {
+    /// A contact's current stage.
+    Get {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The stage model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// A contact's stays in each stage, with causes.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The stage model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+    /// Move a contact by hand (backwards needs --override and --reason).
+    Move {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contact's id.
+        #[arg(long)]
+        contact: String,
+        /// The stage to move to.
+        #[arg(long)]
+        to: String,
+        /// Allow a backward move.
+        #[arg(long = "override")]
+        force: bool,
+        /// Why (kept in history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Who moves it (kept in history).
+        #[arg(long, env = "USER", default_value = "")]
+        actor: String,
+        /// The stage model (the tenant's default when omitted).
+        #[arg(long, default_value = "")]
+        model: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SegmentsCommand {
+    /// Create a segment, e.g. --filter 'count.purchase.90d >= "2" AND stage = "retention"'.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A unique name.
+        #[arg(long)]
+        name: String,
+        /// The filter over stage, band, score, attributes.KEY, count.TYPE.Nd, spend.Nd, inactive_days.
+        #[arg(long)]
+        filter: String,
+    },
+    /// The tenant's segments with their sizes.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A segment's members.
+    Members {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The segment's id.
+        id: String,
     },
 }
 

@@ -20,8 +20,15 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let _telemetry = clm_telemetry::init("clm")?;
             let started = Instant::now();
             let shutdown = Shutdown::new();
-            // Scoring first, so contacts' relay finds it at once.
-            let scoring = scoring_app(&args.server, args.scoring_addr, &shutdown).await?;
+            // Downstream first, so each relay finds its receiver at once.
+            let lifecycle = lifecycle_app(&args.server, args.lifecycle_addr, &shutdown).await?;
+            let scoring = scoring_app(
+                &args.server,
+                args.scoring_addr,
+                args.lifecycle_addr.to_string(),
+                &shutdown,
+            )
+            .await?;
             let contacts = contacts_app(
                 &args.server,
                 args.contacts_addr,
@@ -29,7 +36,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
                 &shutdown,
             )
             .await?;
-            run_services(vec![scoring, contacts], shutdown, started).await
+            run_services(vec![lifecycle, scoring, contacts], shutdown, started).await
         }
         Command::Serve(args) => {
             let started = Instant::now();
@@ -37,6 +44,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let (name, default) = match args.service {
                 Service::Contacts => ("clm-contacts", clm_contacts::DEFAULT_LISTEN),
                 Service::Scoring => ("clm-scoring", clm_scoring::DEFAULT_LISTEN),
+                Service::Lifecycle => ("clm-lifecycle", clm_lifecycle::DEFAULT_LISTEN),
             };
             let _telemetry = clm_telemetry::init(name)?;
             let listen = args.listen.unwrap_or_else(|| default_addr(default));
@@ -44,7 +52,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
                 Service::Contacts => {
                     contacts_app(&args.server, listen, args.scoring_addr, &shutdown).await?
                 }
-                Service::Scoring => scoring_app(&args.server, listen, &shutdown).await?,
+                Service::Scoring => {
+                    scoring_app(&args.server, listen, args.lifecycle_addr, &shutdown).await?
+                }
+                Service::Lifecycle => lifecycle_app(&args.server, listen, &shutdown).await?,
             };
             run_services(vec![app], shutdown, started).await
         }
@@ -54,6 +65,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
         Command::Interactions(command) => crate::client::interactions(command).await,
         Command::Score(command) => crate::client::score(command).await,
         Command::Models(command) => crate::client::models(command).await,
+        Command::Stage(command) => crate::client::stage(command).await,
+        Command::Segments(command) => crate::client::segments(command).await,
+        Command::Watch {
+            client,
+            cursor,
+            kinds,
+        } => crate::client::watch(client, cursor, kinds).await,
     }
 }
 
@@ -92,9 +110,27 @@ async fn contacts_app(
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
+async fn lifecycle_app(
+    args: &ServerArgs,
+    listen: SocketAddr,
+    shutdown: &Shutdown,
+) -> Result<Ready, BoxError> {
+    refuse_exposure(listen, args.insecure)?;
+    let mut config = clm_lifecycle::Config::embedded(listen, args.store.data_dir.clone());
+    config.database_url.clone_from(&args.store.database_url);
+    config.migrate = !args.no_migrate;
+    config.page_token_secret.clone_from(&args.page_token_secret);
+    config.max_message_bytes = args.max_message_bytes;
+    config.serve = serve_options(args);
+    let app = clm_lifecycle::Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "lifecycle ready");
+    Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
+}
+
 async fn scoring_app(
     args: &ServerArgs,
     listen: SocketAddr,
+    lifecycle_addr: String,
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
     refuse_exposure(listen, args.insecure)?;
@@ -105,6 +141,7 @@ async fn scoring_app(
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args);
+    config.lifecycle_addr = Some(lifecycle_addr);
     let app = clm_scoring::Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "scoring ready");
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
@@ -160,22 +197,25 @@ fn location(store: &StoreArgs) -> clm_store::Location<'_> {
 }
 
 async fn outbox(store: &StoreArgs) -> Result<(), BoxError> {
-    let db = clm_store::connect("contacts", location(store)).await?;
     let now = chrono::Utc::now().timestamp_micros();
     println!(
         "{:<10} {:<10} {:>10} {:>16}",
         "from", "to", "waiting", "oldest age (s)"
     );
-    for target in clm_contacts::store::events::TARGETS {
-        let stats = clm_outbox::stats(&db, target).await?;
-        let age = stats.oldest_created_at.map_or_else(
-            || "-".to_owned(),
-            |t| format!("{:.1}", (now - t) as f64 / 1e6),
-        );
-        println!(
-            "{:<10} {:<10} {:>10} {:>16}",
-            "contacts", target, stats.depth, age
-        );
+    let scoring_targets = [clm_scoring::store::signals::TARGET];
+    for (service, targets) in [
+        ("contacts", clm_contacts::store::events::TARGETS),
+        ("scoring", &scoring_targets[..]),
+    ] {
+        let db = clm_store::connect(service, location(store)).await?;
+        for target in targets {
+            let stats = clm_outbox::stats(&db, target).await?;
+            let age = stats.oldest_created_at.map_or_else(
+                || "-".to_owned(),
+                |t| format!("{:.1}", (now - t) as f64 / 1e6),
+            );
+            println!("{service:<10} {target:<10} {:>10} {age:>16}", stats.depth);
+        }
     }
     Ok(())
 }
@@ -188,5 +228,8 @@ async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
     let db = clm_store::connect("scoring", location()).await?;
     clm_store::migrate::<clm_scoring::store::migration::Migrator>(&db).await?;
     println!("scoring: migrated");
+    let db = clm_store::connect("lifecycle", location()).await?;
+    clm_store::migrate::<clm_lifecycle::store::migration::Migrator>(&db).await?;
+    println!("lifecycle: migrated");
     Ok(())
 }

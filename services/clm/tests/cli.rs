@@ -21,6 +21,7 @@ struct Suite {
     child: Child,
     addr: String,
     scoring_addr: String,
+    lifecycle_addr: String,
     _database: TestDatabase,
 }
 
@@ -35,6 +36,7 @@ impl Suite {
             .args(args)
             .env("CLM_CONTACTS_ADDR", &self.addr)
             .env("CLM_SCORING_ADDR", &self.scoring_addr)
+            .env("CLM_LIFECYCLE_ADDR", &self.lifecycle_addr)
             .env("CLM_TENANT", "cli-test")
             .output()
             .expect("run clm");
@@ -61,12 +63,14 @@ impl Drop for Suite {
 async fn start(database: TestDatabase) -> (Suite, Duration) {
     let addr = format!("127.0.0.1:{}", free_port());
     let scoring_addr = format!("127.0.0.1:{}", free_port());
+    let lifecycle_addr = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(CLM);
     command
         .arg("up")
         .env("CLM_DATA_DIR", database.data_dir())
         .env("CLM_CONTACTS_ADDR", &addr)
         .env("CLM_SCORING_ADDR", &scoring_addr)
+        .env("CLM_LIFECYCLE_ADDR", &lifecycle_addr)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -79,6 +83,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
         child,
         addr: addr.clone(),
         scoring_addr,
+        lifecycle_addr,
         _database: database,
     };
     // Poll readiness: the standard health check of the contacts service.
@@ -216,6 +221,45 @@ backend_tests!(
                 .stdout(&["score", "history", "--contact", &id])
                 .contains("order-1")
         );
+        // The purchase moves the contact to conversion through scoring and lifecycle.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stage = Command::new(CLM)
+                .args(["stage", "get", "--contact", &id])
+                .env("CLM_LIFECYCLE_ADDR", &suite.lifecycle_addr)
+                .env("CLM_TENANT", "cli-test")
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&stage.stdout).contains("conversion") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the stage never arrived");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let history = suite.stdout(&["stage", "history", "--contact", &id]);
+        assert!(history.contains("rule:first_purchase"), "{history}");
+        let created = suite.stdout(&[
+            "segments",
+            "create",
+            "--name",
+            "Buyers",
+            "--filter",
+            r#"count.purchase.30d >= "1""#,
+        ]);
+        assert!(created.contains("with 1 members"), "{created}");
+        assert!(suite.stdout(&["segments", "list"]).contains("Buyers"));
+        let moved = suite.stdout(&[
+            "stage",
+            "move",
+            "--contact",
+            &id,
+            "--to",
+            "awareness",
+            "--override",
+            "--reason",
+            "test",
+        ]);
+        assert!(moved.contains("awareness"), "{moved}");
         let backlog = suite.stdout(&["outbox"]);
         assert!(backlog.contains("scoring"), "{backlog}");
         let models = suite.stdout(&["models", "list"]);

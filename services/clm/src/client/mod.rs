@@ -2,17 +2,20 @@
 
 mod contacts;
 mod interactions;
+mod lifecycle;
 mod scoring;
 mod table;
 
 pub(crate) use contacts::contacts;
 pub(crate) use interactions::interactions;
+pub(crate) use lifecycle::{segments, stage, watch};
 pub(crate) use scoring::{models, score};
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
+use clm_proto::lifecycle::v1::lifecycle_service_client::LifecycleServiceClient;
 use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 
 use crate::cli::ClientArgs;
@@ -73,6 +76,17 @@ pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxE
 pub(crate) async fn connect_scoring(args: &ClientArgs) -> Result<Scoring, BoxError> {
     let channel = channel(&args.scoring_addr, "scoring").await?;
     Ok(ScoringServiceClient::with_interceptor(
+        channel,
+        context(args)?,
+    ))
+}
+
+pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Channel, CallContext>>;
+
+/// A client of the lifecycle service.
+pub(crate) async fn connect_lifecycle(args: &ClientArgs) -> Result<Lifecycle, BoxError> {
+    let channel = channel(&args.lifecycle_addr, "lifecycle").await?;
+    Ok(LifecycleServiceClient::with_interceptor(
         channel,
         context(args)?,
     ))
