@@ -1,0 +1,152 @@
+//! sea-orm entities of the analytics tables. Instants are BIGINT microseconds (UTC);
+//! days are whole days since 1970-01-01 (UTC).
+
+/// Event ids already ingested: the receiver's dedupe record.
+pub mod applied_event {
+    use sea_orm::entity::prelude::*;
+
+    /// A `applied_events` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "applied_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub applied_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Contacts as analytics needs them: creation, first touch, attributes for breakdowns.
+pub mod contact {
+    use sea_orm::entity::prelude::*;
+
+    /// A `contacts` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contacts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        pub created_at: i64,
+        pub source: String,
+        pub campaign: String,
+        pub attributes: Json,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Every interaction, for funnels, activity and NPS.
+pub mod fact {
+    use sea_orm::entity::prelude::*;
+
+    /// A `interaction_facts` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "interaction_facts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub contact_id: String,
+        pub kind: String,
+        pub occurred_at: i64,
+        pub amount_micros: i64,
+        pub currency: String,
+        pub campaign: String,
+        pub channel: String,
+        pub nps_score: Option<i32>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The orders rollup: one row per contact, UTC day and currency, purchases summed.
+pub mod order {
+    use sea_orm::entity::prelude::*;
+
+    /// A `orders` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "orders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub currency: String,
+        pub amount_micros: i64,
+        pub purchases: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Stage transitions from lifecycle.
+pub mod transition {
+    use sea_orm::entity::prelude::*;
+
+    /// A `transitions` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "transitions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub contact_id: String,
+        pub model_id: String,
+        pub from_stage: String,
+        pub to_stage: String,
+        pub occurred_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Marketing spend per channel or campaign and period.
+pub mod spend {
+    use sea_orm::entity::prelude::*;
+
+    /// A `spend` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "spend")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub spend_id: String,
+        pub channel: String,
+        pub campaign: String,
+        pub start_at: i64,
+        pub end_at: i64,
+        pub amount_micros: i64,
+        pub currency: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

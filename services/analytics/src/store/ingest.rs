@@ -1,0 +1,354 @@
+//! Ingestion: contact events and transitions, each applied once, keeping the orders
+//! rollup current.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TryInsertResult};
+
+use super::entities::{applied_event, contact, fact, order, transition};
+use super::{Store, day_of};
+
+/// A contact event as analytics keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactFact {
+    /// The contact was created or changed.
+    Upserted {
+        /// When it was created.
+        created_at: i64,
+        /// Its attributes (source and campaign among them).
+        attributes: BTreeMap<String, String>,
+    },
+    /// An interaction.
+    Interaction {
+        /// Its type.
+        kind: String,
+        /// Its value: (micros, currency).
+        value: Option<(i64, String)>,
+        /// Campaign.
+        campaign: String,
+        /// Channel.
+        channel: String,
+        /// An NPS score, for nps_response.
+        nps_score: Option<i32>,
+    },
+    /// A duplicate was merged into the contact.
+    Merged(String),
+    /// The contact was erased.
+    Erased,
+}
+
+/// One event to ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested<T> {
+    /// The dedupe key.
+    pub event_id: String,
+    /// The contact.
+    pub contact_id: String,
+    /// When it happened.
+    pub occurred_at: i64,
+    /// What happened.
+    pub fact: T,
+}
+
+/// A stage transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionFact {
+    /// The stage model.
+    pub model_id: String,
+    /// The stage left.
+    pub from_stage: String,
+    /// The stage entered.
+    pub to_stage: String,
+}
+
+impl Store {
+    /// Records which of `ids` are new, in `txn`; returns the new ones.
+    async fn fresh(
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Result<HashSet<String>, DbErr> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let inserted =
+            applied_event::Entity::insert_many(ids.iter().map(|id| applied_event::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(id.clone()),
+                applied_at: Set(now),
+            }))
+            .on_conflict_do_nothing_on([
+                applied_event::Column::TenantId,
+                applied_event::Column::EventId,
+            ])
+            .exec_with_returning_keys(txn)
+            .await?;
+        Ok(match inserted {
+            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
+            _ => HashSet::new(),
+        })
+    }
+
+    /// Ingests contact events; returns (applied, duplicates).
+    pub async fn ingest_contacts(
+        &self,
+        tenant: &str,
+        events: Vec<Ingested<ContactFact>>,
+        now: i64,
+    ) -> Result<(u64, u64), DbErr> {
+        let total = events.len() as u64;
+        let mut unique = HashSet::new();
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|e| unique.insert(e.event_id.clone()))
+            .collect();
+        let txn = clm_store::begin_write(&self.db).await?;
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        let new = Self::fresh(&txn, tenant, &ids, now).await?;
+        for event in events.into_iter().filter(|e| new.contains(&e.event_id)) {
+            match event.fact {
+                ContactFact::Upserted {
+                    created_at,
+                    attributes,
+                } => {
+                    upsert_contact(&txn, tenant, &event.contact_id, created_at, &attributes)
+                        .await?;
+                }
+                ContactFact::Interaction {
+                    kind,
+                    value,
+                    campaign,
+                    channel,
+                    nps_score,
+                } => {
+                    let (amount, currency) = value.clone().unwrap_or_default();
+                    fact::Entity::insert(fact::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        event_id: Set(event.event_id.clone()),
+                        contact_id: Set(event.contact_id.clone()),
+                        kind: Set(kind.clone()),
+                        occurred_at: Set(event.occurred_at),
+                        amount_micros: Set(amount),
+                        currency: Set(currency.clone()),
+                        campaign: Set(campaign),
+                        channel: Set(channel),
+                        nps_score: Set(nps_score),
+                    })
+                    .on_conflict_do_nothing()
+                    .exec_without_returning(&txn)
+                    .await?;
+                    let signed = match kind.as_str() {
+                        "purchase" => Some((amount, 1)),
+                        "refund" => Some((-amount, 0)),
+                        _ => None,
+                    };
+                    if let (Some((amount, purchases)), Some(_)) = (signed, value) {
+                        add_order(
+                            &txn,
+                            tenant,
+                            &event.contact_id,
+                            day_of(event.occurred_at),
+                            &currency,
+                            amount,
+                            purchases,
+                        )
+                        .await?;
+                    }
+                }
+                ContactFact::Merged(duplicate) => {
+                    merge(&txn, tenant, &duplicate, &event.contact_id).await?
+                }
+                ContactFact::Erased => erase(&txn, tenant, &event.contact_id).await?,
+            }
+        }
+        txn.commit().await?;
+        Ok((new.len() as u64, total - new.len() as u64))
+    }
+
+    /// Ingests transitions; returns (applied, duplicates).
+    pub async fn ingest_transitions(
+        &self,
+        tenant: &str,
+        events: Vec<Ingested<TransitionFact>>,
+        now: i64,
+    ) -> Result<(u64, u64), DbErr> {
+        let total = events.len() as u64;
+        let mut unique = HashSet::new();
+        let events: Vec<_> = events
+            .into_iter()
+            .filter(|e| unique.insert(e.event_id.clone()))
+            .collect();
+        let txn = clm_store::begin_write(&self.db).await?;
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        let new = Self::fresh(&txn, tenant, &ids, now).await?;
+        let rows: Vec<transition::ActiveModel> = events
+            .into_iter()
+            .filter(|e| new.contains(&e.event_id))
+            .map(|e| transition::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(e.event_id),
+                contact_id: Set(e.contact_id),
+                model_id: Set(e.fact.model_id),
+                from_stage: Set(e.fact.from_stage),
+                to_stage: Set(e.fact.to_stage),
+                occurred_at: Set(e.occurred_at),
+            })
+            .collect();
+        for chunk in rows.chunks(1000) {
+            transition::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok((new.len() as u64, total - new.len() as u64))
+    }
+}
+
+async fn upsert_contact(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact_id: &str,
+    created_at: i64,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), DbErr> {
+    let text = |key: &str| attributes.get(key).cloned().unwrap_or_default();
+    contact::Entity::insert(contact::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        contact_id: Set(contact_id.to_owned()),
+        created_at: Set(created_at),
+        source: Set(text("source")),
+        campaign: Set(text("campaign")),
+        attributes: Set(serde_json::to_value(attributes).expect("a string map serialises")),
+    })
+    .on_conflict(
+        OnConflict::columns([contact::Column::TenantId, contact::Column::ContactId])
+            .update_columns([
+                contact::Column::Source,
+                contact::Column::Campaign,
+                contact::Column::Attributes,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Adds to the contact's order of `day` in `currency` (the rollup every money report reads).
+async fn add_order(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact_id: &str,
+    day: i64,
+    currency: &str,
+    amount: i64,
+    purchases: i64,
+) -> Result<(), DbErr> {
+    order::Entity::insert(order::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        contact_id: Set(contact_id.to_owned()),
+        day: Set(day),
+        currency: Set(currency.to_owned()),
+        amount_micros: Set(amount),
+        purchases: Set(purchases),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            order::Column::TenantId,
+            order::Column::ContactId,
+            order::Column::Day,
+            order::Column::Currency,
+        ])
+        .value(
+            order::Column::AmountMicros,
+            Expr::col((order::Entity, order::Column::AmountMicros))
+                .add(Expr::cust("excluded.amount_micros")),
+        )
+        .value(
+            order::Column::Purchases,
+            Expr::col((order::Entity, order::Column::Purchases))
+                .add(Expr::cust("excluded.purchases")),
+        )
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+async fn merge(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    duplicate: &str,
+    survivor: &str,
+) -> Result<(), DbErr> {
+    fact::Entity::update_many()
+        .col_expr(fact::Column::ContactId, Expr::value(survivor))
+        .filter(fact::Column::TenantId.eq(tenant))
+        .filter(fact::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    transition::Entity::update_many()
+        .col_expr(transition::Column::ContactId, Expr::value(survivor))
+        .filter(transition::Column::TenantId.eq(tenant))
+        .filter(transition::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    let orders = order::Entity::find()
+        .filter(order::Column::TenantId.eq(tenant))
+        .filter(order::Column::ContactId.eq(duplicate))
+        .all(txn)
+        .await?;
+    for o in orders {
+        add_order(
+            txn,
+            tenant,
+            survivor,
+            o.day,
+            &o.currency,
+            o.amount_micros,
+            o.purchases,
+        )
+        .await?;
+    }
+    order::Entity::delete_many()
+        .filter(order::Column::TenantId.eq(tenant))
+        .filter(order::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    contact::Entity::delete_many()
+        .filter(contact::Column::TenantId.eq(tenant))
+        .filter(contact::Column::ContactId.eq(duplicate))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Removes every fact of an erased contact.
+async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Result<(), DbErr> {
+    fact::Entity::delete_many()
+        .filter(fact::Column::TenantId.eq(tenant))
+        .filter(fact::Column::ContactId.eq(contact_id))
+        .exec(txn)
+        .await?;
+    order::Entity::delete_many()
+        .filter(order::Column::TenantId.eq(tenant))
+        .filter(order::Column::ContactId.eq(contact_id))
+        .exec(txn)
+        .await?;
+    transition::Entity::delete_many()
+        .filter(transition::Column::TenantId.eq(tenant))
+        .filter(transition::Column::ContactId.eq(contact_id))
+        .exec(txn)
+        .await?;
+    contact::Entity::delete_many()
+        .filter(contact::Column::TenantId.eq(tenant))
+        .filter(contact::Column::ContactId.eq(contact_id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}

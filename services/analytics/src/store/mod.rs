@@ -1,0 +1,34 @@
+//! Persistence of facts and rollups, and the queries reports read.
+
+pub mod entities;
+mod ingest;
+pub mod migration;
+mod reads;
+
+use sea_orm::DatabaseConnection;
+
+pub use ingest::{ContactFact, Ingested, TransitionFact};
+pub use reads::{Customer, Stay};
+
+/// The analytics database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// A store over an open, migrated connection.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// The connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+/// Whole UTC days since 1970-01-01 of an instant in micros.
+pub fn day_of(micros: i64) -> i64 {
+    micros.div_euclid(86_400_000_000)
+}

@@ -1,0 +1,189 @@
+//! The rows reports read. Money reports read the orders rollup (one row per contact-day
+//! and currency), never the raw interactions; NPS and stage metrics read their own facts.
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+
+use super::entities::{contact, fact, order, spend, transition};
+use super::{Store, day_of};
+
+/// A customer's orders up to `as_of`, from the rollup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    /// The contact.
+    pub contact_id: String,
+    /// Order days (with at least one purchase), ascending.
+    pub order_days: Vec<i64>,
+    /// Net revenue in micros (purchases less refunds).
+    pub revenue_micros: i64,
+    /// Revenue per order day, ascending by day.
+    pub daily_micros: Vec<(i64, i64)>,
+}
+
+/// One stay in a stage, from consecutive transitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stay {
+    /// The contact.
+    pub contact_id: String,
+    /// The stage.
+    pub stage: String,
+    /// The stage before.
+    pub from_stage: String,
+    /// Entered.
+    pub entered_at: i64,
+    /// Left (the next transition), if before `as_of`.
+    pub exited_at: Option<i64>,
+}
+
+impl Store {
+    /// Every customer with orders in `currency` up to the day of `as_of`.
+    pub async fn customers(
+        &self,
+        tenant: &str,
+        currency: &str,
+        as_of: i64,
+    ) -> Result<Vec<Customer>, DbErr> {
+        let rows = order::Entity::find()
+            .filter(order::Column::TenantId.eq(tenant))
+            .filter(order::Column::Currency.eq(currency))
+            .filter(order::Column::Day.lte(day_of(as_of)))
+            .order_by_asc(order::Column::ContactId)
+            .order_by_asc(order::Column::Day)
+            .all(&self.db)
+            .await?;
+        let mut customers: Vec<Customer> = Vec::new();
+        for row in rows {
+            if customers
+                .last()
+                .is_none_or(|c| c.contact_id != row.contact_id)
+            {
+                customers.push(Customer {
+                    contact_id: row.contact_id.clone(),
+                    order_days: Vec::new(),
+                    revenue_micros: 0,
+                    daily_micros: Vec::new(),
+                });
+            }
+            let customer = customers.last_mut().expect("pushed above");
+            customer.revenue_micros += row.amount_micros;
+            customer.daily_micros.push((row.day, row.amount_micros));
+            if row.purchases > 0 {
+                customer.order_days.push(row.day);
+            }
+        }
+        customers.retain(|c| !c.order_days.is_empty());
+        Ok(customers)
+    }
+
+    /// NPS answers in [start, end): (contact, when, score).
+    pub async fn nps_answers(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(String, i64, i32)>, DbErr> {
+        Ok(fact::Entity::find()
+            .filter(fact::Column::TenantId.eq(tenant))
+            .filter(fact::Column::Kind.eq("nps_response"))
+            .filter(fact::Column::OccurredAt.gte(start))
+            .filter(fact::Column::OccurredAt.lt(end))
+            .order_by_asc(fact::Column::OccurredAt)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|f| Some((f.contact_id, f.occurred_at, f.nps_score?)))
+            .collect())
+    }
+
+    /// Every stay in the stages of `model` that began before `as_of`.
+    pub async fn stays(&self, tenant: &str, model: &str, as_of: i64) -> Result<Vec<Stay>, DbErr> {
+        let rows = transition::Entity::find()
+            .filter(transition::Column::TenantId.eq(tenant))
+            .filter(transition::Column::ModelId.eq(model))
+            .filter(transition::Column::OccurredAt.lte(as_of))
+            .order_by_asc(transition::Column::ContactId)
+            .order_by_asc(transition::Column::OccurredAt)
+            .order_by_asc(transition::Column::EventId)
+            .all(&self.db)
+            .await?;
+        let mut stays: Vec<Stay> = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(previous) = stays.last_mut()
+                && previous.contact_id == row.contact_id
+            {
+                previous.exited_at = Some(row.occurred_at);
+            }
+            stays.push(Stay {
+                contact_id: row.contact_id,
+                stage: row.to_stage,
+                from_stage: row.from_stage,
+                entered_at: row.occurred_at,
+                exited_at: None,
+            });
+        }
+        Ok(stays)
+    }
+
+    /// Spend records in `currency` overlapping [start, end): (channel, campaign, start, end, micros).
+    pub async fn spend(
+        &self,
+        tenant: &str,
+        currency: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(String, String, i64, i64, i64)>, DbErr> {
+        Ok(spend::Entity::find()
+            .filter(spend::Column::TenantId.eq(tenant))
+            .filter(spend::Column::Currency.eq(currency))
+            .filter(spend::Column::StartAt.lt(end))
+            .filter(spend::Column::EndAt.gt(start))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.channel, s.campaign, s.start_at, s.end_at, s.amount_micros))
+            .collect())
+    }
+
+    /// Each contact's first touch: (source, campaign).
+    pub async fn first_touch(
+        &self,
+        tenant: &str,
+    ) -> Result<HashMap<String, (String, String)>, DbErr> {
+        Ok(contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.contact_id, (c.source, c.campaign)))
+            .collect())
+    }
+
+    /// Records spend once per id; true when it was new.
+    pub async fn record_spend(
+        &self,
+        tenant: &str,
+        spend_id: &str,
+        channel: &str,
+        campaign: &str,
+        period: (i64, i64),
+        amount_micros: i64,
+        currency: &str,
+    ) -> Result<bool, DbErr> {
+        use sea_orm::ActiveValue::Set;
+        let inserted = spend::Entity::insert(spend::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            spend_id: Set(spend_id.to_owned()),
+            channel: Set(channel.to_owned()),
+            campaign: Set(campaign.to_owned()),
+            start_at: Set(period.0),
+            end_at: Set(period.1),
+            amount_micros: Set(amount_micros),
+            currency: Set(currency.to_owned()),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+    }
+}
