@@ -159,7 +159,7 @@ impl Store {
                     }
                 }
                 ContactFact::Merged(duplicate) => {
-                    merge(&txn, tenant, &duplicate, &event.contact_id).await?
+                    merge(&txn, tenant, &duplicate, &event.contact_id).await?;
                 }
                 ContactFact::Erased => erase(&txn, tenant, &event.contact_id).await?,
             }

@@ -160,6 +160,7 @@ impl Store {
     }
 
     /// Records spend once per id; true when it was new.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_spend(
         &self,
         tenant: &str,
