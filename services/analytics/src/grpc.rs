@@ -1,0 +1,518 @@
+//! The tonic adapter of AnalyticsService.
+
+use tonic::{Request, Response, Status};
+
+use clm_proto::analytics::v1 as pb;
+use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
+use clm_proto::common::v1 as common;
+use clm_runtime::{Error, FieldViolation, tenant_of};
+
+use crate::domain::rfm::SegmentMap;
+use crate::domain::{Clock, acquisition, nps, rfm, stages};
+use crate::store::{ContactFact, Ingested, Store, TransitionFact};
+
+/// Most events in one Ingest call.
+pub const MAX_INGEST: usize = 5000;
+/// The stage model whose transitions stage metrics report.
+const STAGE_MODEL: &str = "default";
+
+/// The AnalyticsService implementation.
+#[derive(Clone)]
+pub struct AnalyticsApi {
+    store: Store,
+    clock: Clock,
+}
+
+impl AnalyticsApi {
+    /// The API over `store`.
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Self { store, clock }
+    }
+}
+
+fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
+    tenant_of(request.metadata()).map_err(Status::from)
+}
+
+fn internal(error: &sea_orm::DbErr) -> Status {
+    Error::new(
+        clm_runtime::ErrorCode::Internal,
+        format!("database: {error}"),
+    )
+    .into()
+}
+
+fn micros(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(t.nanos / 1000))
+}
+
+fn money(amount_micros: i64, currency: &str) -> common::Money {
+    common::Money {
+        amount_micros,
+        currency: currency.to_owned(),
+    }
+}
+
+/// The request's `as_of` (default now) and range (default: everything up to `as_of`);
+/// an inverted or empty range is a field violation.
+fn window(
+    range: Option<&common::TimeRange>,
+    as_of: Option<&prost_types::Timestamp>,
+    now: i64,
+) -> Result<(i64, i64, i64), Status> {
+    let as_of = as_of.map_or(now, micros);
+    let start = range
+        .and_then(|r| r.start_time.as_ref())
+        .map_or(i64::MIN / 2, micros);
+    let end = range
+        .and_then(|r| r.end_time.as_ref())
+        .map_or(as_of.saturating_add(1), micros);
+    if start >= end {
+        return Err(Error::invalid_field("range", "start_time must be before end_time").into());
+    }
+    Ok((start, end, as_of))
+}
+
+fn currency_of(text: &str) -> Result<String, Status> {
+    if text.len() == 3 && text.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(text.to_owned())
+    } else {
+        Err(Error::invalid_field("currency", "must be an ISO 4217 code such as \"EUR\"").into())
+    }
+}
+
+fn not_yet(report: &str) -> Status {
+    Status::unimplemented(format!("{report} is not available in this version of clm"))
+}
+
+#[tonic::async_trait]
+impl AnalyticsService for AnalyticsApi {
+    async fn get_funnel(
+        &self,
+        _: Request<pb::GetFunnelRequest>,
+    ) -> Result<Response<pb::GetFunnelResponse>, Status> {
+        Err(not_yet("GetFunnel"))
+    }
+
+    async fn get_stage_metrics(
+        &self,
+        request: Request<pb::GetStageMetricsRequest>,
+    ) -> Result<Response<pb::GetStageMetricsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let stays = self
+            .store
+            .stays(&tenant, STAGE_MODEL, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        let (rows, matrix) = stages::stage_metrics(&stays, (start, end), as_of);
+        Ok(Response::new(pb::GetStageMetricsResponse {
+            stages: rows
+                .into_iter()
+                .map(|r| pb::StageMetric {
+                    stage: r.stage,
+                    contacts: r.contacts,
+                    entries: r.entries,
+                    exits: r.exits,
+                    median_time_in_stage: r.median_time.map(|m| prost_types::Duration {
+                        seconds: m / 1_000_000,
+                        nanos: ((m % 1_000_000) * 1000) as i32,
+                    }),
+                })
+                .collect(),
+            transitions: matrix
+                .into_iter()
+                .map(|((from_stage, to_stage), count)| pb::StageTransitionCount {
+                    from_stage,
+                    to_stage,
+                    count,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_cohort_retention(
+        &self,
+        _: Request<pb::GetCohortRetentionRequest>,
+    ) -> Result<Response<pb::GetCohortRetentionResponse>, Status> {
+        Err(not_yet("GetCohortRetention"))
+    }
+
+    async fn get_activity_lifecycle(
+        &self,
+        _: Request<pb::GetActivityLifecycleRequest>,
+    ) -> Result<Response<pb::GetActivityLifecycleResponse>, Status> {
+        Err(not_yet("GetActivityLifecycle"))
+    }
+
+    async fn get_customer_value(
+        &self,
+        _: Request<pb::GetCustomerValueRequest>,
+    ) -> Result<Response<pb::GetCustomerValueResponse>, Status> {
+        Err(not_yet("GetCustomerValue"))
+    }
+
+    async fn record_spend(
+        &self,
+        request: Request<pb::RecordSpendRequest>,
+    ) -> Result<Response<pb::RecordSpendResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        if r.spend_id.is_empty() || r.spend_id.len() > 128 {
+            violations.push(FieldViolation::new(
+                "spend_id",
+                "must be 1 to 128 characters",
+            ));
+        }
+        if r.channel.is_empty() && r.campaign.is_empty() {
+            violations.push(FieldViolation::new(
+                "channel",
+                "a channel or a campaign is required",
+            ));
+        }
+        let period = r
+            .period
+            .as_ref()
+            .and_then(|p| Some((micros(p.start_time.as_ref()?), micros(p.end_time.as_ref()?))));
+        match period {
+            Some((start, end)) if start < end => {}
+            _ => violations.push(FieldViolation::new(
+                "period",
+                "needs a start_time before its end_time",
+            )),
+        }
+        let amount = r.amount.clone().unwrap_or_default();
+        if amount.amount_micros <= 0 || amount.amount_micros > 1_000_000_000_000_000 {
+            violations.push(FieldViolation::new(
+                "amount.amount_micros",
+                "must be positive and at most one billion units",
+            ));
+        }
+        if currency_of(&amount.currency).is_err() {
+            violations.push(FieldViolation::new(
+                "amount.currency",
+                "must be an ISO 4217 code such as \"EUR\"",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations).into());
+        }
+        let period = period.expect("checked above");
+        let new = self
+            .store
+            .record_spend(
+                &tenant,
+                &r.spend_id,
+                &r.channel,
+                &r.campaign,
+                period,
+                amount.amount_micros,
+                &amount.currency,
+            )
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::RecordSpendResponse { duplicate: !new }))
+    }
+
+    async fn get_acquisition_cost(
+        &self,
+        request: Request<pb::GetAcquisitionCostRequest>,
+    ) -> Result<Response<pb::GetAcquisitionCostResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let currency = currency_of(&request.currency)?;
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let by_campaign = request.group_by == pb::AcquisitionGrouping::Campaign as i32;
+        let spend: Vec<(String, i64, i64, i64)> = self
+            .store
+            .spend(&tenant, &currency, start, end)
+            .await
+            .map_err(|e| internal(&e))?
+            .into_iter()
+            .map(|(channel, campaign, s, e, m)| {
+                (if by_campaign { campaign } else { channel }, s, e, m)
+            })
+            .collect();
+        let customers = self
+            .store
+            .customers(&tenant, &currency, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        let touch = self
+            .store
+            .first_touch(&tenant)
+            .await
+            .map_err(|e| internal(&e))?;
+        let keyed: Vec<_> = customers
+            .iter()
+            .map(|c| {
+                let (source, campaign) = touch.get(&c.contact_id).cloned().unwrap_or_default();
+                (c, if by_campaign { campaign } else { source })
+            })
+            .collect();
+        let (rows, total) = acquisition::acquisition(&spend, &keyed, (start, end));
+        let row = |r: acquisition::AcquisitionRow| pb::AcquisitionCostRow {
+            key: r.key,
+            spend: Some(money(r.spend_micros, &currency)),
+            customers_acquired: r.customers_acquired,
+            cac: r.cac_micros.map(|m| money(m, &currency)),
+            attributed_revenue: Some(money(r.revenue_micros, &currency)),
+            romi: r.romi.unwrap_or_default(),
+        };
+        Ok(Response::new(pb::GetAcquisitionCostResponse {
+            rows: rows.into_iter().map(row).collect(),
+            total: Some(row(total)),
+        }))
+    }
+
+    async fn get_rfm_segments(
+        &self,
+        request: Request<pb::GetRfmSegmentsRequest>,
+    ) -> Result<Response<pb::GetRfmSegmentsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let currency = currency_of(&request.currency)?;
+        let map = if request.segment_map.is_empty() {
+            SegmentMap::standard()
+        } else {
+            let mut entries: Vec<(String, String)> =
+                request.segment_map.clone().into_iter().collect();
+            entries.sort();
+            SegmentMap::custom(&entries).map_err(|v| Status::from(Error::invalid(v)))?
+        };
+        let as_of_day = crate::store::day_of(as_of);
+        let (first_day, end_day) = (
+            crate::store::day_of(start.max(0)),
+            crate::store::day_of(end.saturating_add(crate::domain::DAY - 1)),
+        );
+        let customers = self
+            .store
+            .customers(&tenant, &currency, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        // Orders inside the range only; a customer with none there is not scored.
+        let values: Vec<(String, i64, i64, i64)> = customers
+            .iter()
+            .filter_map(|c| {
+                let days: Vec<i64> = c
+                    .order_days
+                    .iter()
+                    .copied()
+                    .filter(|d| *d >= first_day && *d < end_day)
+                    .collect();
+                let last = *days.last()?;
+                let revenue: i64 = c
+                    .daily_micros
+                    .iter()
+                    .filter(|(d, _)| *d >= first_day && *d < end_day)
+                    .map(|(_, m)| m)
+                    .sum();
+                Some((
+                    c.contact_id.clone(),
+                    as_of_day - last,
+                    days.len() as i64,
+                    revenue,
+                ))
+            })
+            .collect();
+        let rows = rfm::rfm(&values, &map);
+        let total = rows.len() as f64;
+        let mut segments: std::collections::BTreeMap<String, (i64, i64)> =
+            std::collections::BTreeMap::new();
+        for r in &rows {
+            let s = segments.entry(r.segment.clone()).or_default();
+            s.0 += 1;
+            s.1 += r.monetary_micros;
+        }
+        Ok(Response::new(pb::GetRfmSegmentsResponse {
+            segments: segments
+                .into_iter()
+                .map(|(name, (customers, revenue))| pb::RfmSegment {
+                    name,
+                    customers,
+                    share: customers as f64 / total,
+                    revenue: Some(money(revenue, &currency)),
+                })
+                .collect(),
+            contacts: if request.include_contacts {
+                rows.into_iter()
+                    .map(|r| pb::RfmContact {
+                        contact_id: r.contact_id,
+                        recency: r.r,
+                        frequency: r.f,
+                        monetary: r.m,
+                        segment: r.segment,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            next_page_token: String::new(),
+        }))
+    }
+
+    async fn get_nps(
+        &self,
+        request: Request<pb::GetNpsRequest>,
+    ) -> Result<Response<pb::GetNpsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let answers = self
+            .store
+            .nps_answers(&tenant, start, end.min(as_of.saturating_add(1)))
+            .await
+            .map_err(|e| internal(&e))?;
+        let result = |n: nps::Nps, breakdown_value: String| pb::NpsResult {
+            period_start: None,
+            breakdown_value,
+            responses: n.responses,
+            promoters: n.promoters,
+            passives: n.passives,
+            detractors: n.detractors,
+            nps: n.nps,
+        };
+        let groups = match request.breakdown_by.as_str() {
+            "" => Vec::new(),
+            "stage" => {
+                let stays = self
+                    .store
+                    .stays(&tenant, STAGE_MODEL, as_of)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let stage_of: std::collections::HashMap<String, String> = stays
+                    .into_iter()
+                    .filter(|s| s.exited_at.is_none_or(|e| e > as_of))
+                    .map(|s| (s.contact_id, s.stage))
+                    .collect();
+                let mut by: std::collections::BTreeMap<String, Vec<(String, i64, i32)>> =
+                    Default::default();
+                for a in &answers {
+                    let stage = stage_of.get(&a.0).cloned().unwrap_or_default();
+                    by.entry(stage).or_default().push(a.clone());
+                }
+                by.into_iter()
+                    .map(|(stage, group)| result(nps::nps(&group), stage))
+                    .collect()
+            }
+            _ => {
+                return Err(
+                    Error::invalid_field("breakdown_by", "only \"stage\" is supported").into(),
+                );
+            }
+        };
+        Ok(Response::new(pb::GetNpsResponse {
+            total: Some(result(nps::nps(&answers), String::new())),
+            groups,
+        }))
+    }
+
+    async fn ingest_interactions(
+        &self,
+        request: Request<pb::IngestInteractionsRequest>,
+    ) -> Result<Response<pb::IngestInteractionsResponse>, Status> {
+        use common::contact_event::Kind;
+        let tenant = tenant(&request)?;
+        let events = request.into_inner().events;
+        if events.len() > MAX_INGEST {
+            return Err(Error::invalid_field("events", "holds more than 5000 events").into());
+        }
+        let mut decoded = Vec::with_capacity(events.len());
+        let mut malformed = 0u64;
+        for e in events {
+            let occurred_at = e.occurred_at.as_ref().map_or(0, micros);
+            let fact = match e.kind {
+                Some(Kind::Upserted(u)) => ContactFact::Upserted {
+                    created_at: u.created_at.as_ref().map_or(occurred_at, micros),
+                    attributes: u.attributes.into_iter().collect(),
+                },
+                Some(Kind::Interaction(i)) => ContactFact::Interaction {
+                    nps_score: (i.r#type == "nps_response")
+                        .then(|| i.properties.get("score").and_then(|s| s.parse().ok()))
+                        .flatten(),
+                    kind: i.r#type,
+                    value: i.value.map(|v| (v.amount_micros, v.currency)),
+                    campaign: i.campaign,
+                    channel: i.channel,
+                },
+                Some(Kind::Merged(m)) => ContactFact::Merged(m.duplicate_id),
+                Some(Kind::Erased(_)) => ContactFact::Erased,
+                None => {
+                    malformed += 1;
+                    continue;
+                }
+            };
+            decoded.push(Ingested {
+                event_id: e.event_id,
+                contact_id: e.contact_id,
+                occurred_at,
+                fact,
+            });
+        }
+        let (applied, duplicates) = self
+            .store
+            .ingest_contacts(&tenant, decoded, (self.clock)())
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::IngestInteractionsResponse {
+            applied,
+            duplicates: duplicates + malformed,
+        }))
+    }
+
+    async fn ingest_transitions(
+        &self,
+        request: Request<pb::IngestTransitionsRequest>,
+    ) -> Result<Response<pb::IngestTransitionsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let transitions = request.into_inner().transitions;
+        if transitions.len() > MAX_INGEST {
+            return Err(
+                Error::invalid_field("transitions", "holds more than 5000 transitions").into(),
+            );
+        }
+        let decoded = transitions
+            .into_iter()
+            .map(|t| Ingested {
+                event_id: t.event_id,
+                contact_id: t.contact_id,
+                occurred_at: t.occurred_at.as_ref().map_or(0, micros),
+                fact: TransitionFact {
+                    model_id: t.model_id,
+                    from_stage: t.from_stage,
+                    to_stage: t.to_stage,
+                },
+            })
+            .collect();
+        let (applied, duplicates) = self
+            .store
+            .ingest_transitions(&tenant, decoded, (self.clock)())
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Response::new(pb::IngestTransitionsResponse {
+            applied,
+            duplicates,
+        }))
+    }
+}
