@@ -15,13 +15,18 @@ pub use migration::CreateOutboxTable;
 pub use relay::{Deliver, DeliveryError, Relay, RelayOptions, Turn};
 pub use store::{Message, NewMessage, OutboxStats, enqueue, stats};
 
-use std::sync::Arc;
+use tokio::sync::watch;
 
-use tokio::sync::Notify;
+/// Wakes relays at once when rows were committed, so the happy path has no polling delay.
+/// Every relay subscribed to it wakes, and a wake-up sent while a relay is busy is kept.
+#[derive(Debug, Clone)]
+pub struct Wake(watch::Sender<u64>);
 
-/// Wakes a relay at once when rows were committed, so the happy path has no polling delay.
-#[derive(Debug, Clone, Default)]
-pub struct Wake(Arc<Notify>);
+impl Default for Wake {
+    fn default() -> Self {
+        Self(watch::Sender::new(0))
+    }
+}
 
 impl Wake {
     /// A new wake-up signal.
@@ -29,13 +34,12 @@ impl Wake {
         Self::default()
     }
 
-    /// Tells the relay new rows are committed. A wake-up sent while the relay is busy is
-    /// kept, so none is lost.
+    /// Tells the relays new rows are committed.
     pub fn notify(&self) {
-        self.0.notify_one();
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    pub(crate) async fn notified(&self) {
-        self.0.notified().await;
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.0.subscribe()
     }
 }

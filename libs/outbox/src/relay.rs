@@ -60,7 +60,7 @@ pub struct Relay<D> {
     db: DatabaseConnection,
     target: &'static str,
     deliver: D,
-    wake: Wake,
+    wake: tokio::sync::watch::Receiver<u64>,
     options: RelayOptions,
 }
 
@@ -96,13 +96,13 @@ impl<D: Deliver> Relay<D> {
             db,
             target,
             deliver,
-            wake,
+            wake: wake.subscribe(),
             options,
         }
     }
 
     /// Delivers until `shutdown`; database errors are logged and retried.
-    pub async fn run(self, shutdown: Shutdown) {
+    pub async fn run(mut self, shutdown: Shutdown) {
         tracing::info!(target_service = self.target, "outbox relay started");
         while !shutdown.is_triggered() {
             let turn = match self.turn().await {
@@ -115,8 +115,14 @@ impl<D: Deliver> Relay<D> {
             if turn.delivered > 0 {
                 continue;
             }
+            // A wake-up arrives, or (with no writer left to send one) only the poll.
+            let woken = async {
+                if self.wake.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = woken => {}
                 () = tokio::time::sleep(self.options.poll_interval) => {}
                 () = shutdown.wait() => {}
             }

@@ -41,6 +41,9 @@ pub(crate) enum Command {
     /// Create and read real-time segments.
     #[command(subcommand)]
     Segments(SegmentsCommand),
+    /// Print a report.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Print lifecycle events as they happen (transitions, segment changes, actions).
     Watch {
         #[command(flatten)]
@@ -109,6 +112,9 @@ pub(crate) struct UpArgs {
     /// Address of the lifecycle service.
     #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
     pub(crate) lifecycle_addr: SocketAddr,
+    /// Address of the analytics service.
+    #[arg(long, env = "CLM_ANALYTICS_ADDR", default_value = "127.0.0.1:50054")]
+    pub(crate) analytics_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -119,6 +125,8 @@ pub(crate) enum Service {
     Scoring,
     /// Lifecycle stages, segments, triggers and the event stream.
     Lifecycle,
+    /// Reports.
+    Analytics,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +144,9 @@ pub(crate) struct ServeArgs {
     /// Where lifecycle is found (scoring delivers its signals there).
     #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
     pub(crate) lifecycle_addr: String,
+    /// Where analytics is found (contacts and lifecycle deliver there).
+    #[arg(long, env = "CLM_ANALYTICS_ADDR", default_value = "127.0.0.1:50054")]
+    pub(crate) analytics_addr: String,
 }
 
 /// How client commands reach the suite.
@@ -150,6 +161,9 @@ pub(crate) struct ClientArgs {
     /// Address of the lifecycle service.
     #[arg(long, env = "CLM_LIFECYCLE_ADDR", default_value = "127.0.0.1:50053")]
     pub(crate) lifecycle_addr: String,
+    /// Address of the analytics service.
+    #[arg(long, env = "CLM_ANALYTICS_ADDR", default_value = "127.0.0.1:50054")]
+    pub(crate) analytics_addr: String,
     /// The tenant to act for (sent as x-tenant-id).
     #[arg(long, env = "CLM_TENANT", default_value = "default")]
     pub(crate) tenant: String,
@@ -428,6 +442,49 @@ pub(crate) enum SegmentsCommand {
         /// The segment's id.
         id: String,
     },
+}
+
+/// The time window of a report.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ReportWindow {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// First day of the range (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// Day after the range (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// Contacts per stage, entries, exits, median time in stage, and transitions.
+    Stages(ReportWindow),
+    /// RFM segments.
+    Rfm {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// The currency whose orders are scored.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+    },
+    /// CAC and ROMI per channel (or campaign).
+    Cac {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// The currency.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// Group by campaign instead of channel.
+        #[arg(long)]
+        by_campaign: bool,
+    },
+    /// Net Promoter Score, overall and by stage.
+    Nps(ReportWindow),
 }
 
 fn parse_number_pair(text: &str) -> Result<(String, f64), String> {

@@ -21,7 +21,14 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let started = Instant::now();
             let shutdown = Shutdown::new();
             // Downstream first, so each relay finds its receiver at once.
-            let lifecycle = lifecycle_app(&args.server, args.lifecycle_addr, &shutdown).await?;
+            let analytics = analytics_app(&args.server, args.analytics_addr, &shutdown).await?;
+            let lifecycle = lifecycle_app(
+                &args.server,
+                args.lifecycle_addr,
+                args.analytics_addr.to_string(),
+                &shutdown,
+            )
+            .await?;
             let scoring = scoring_app(
                 &args.server,
                 args.scoring_addr,
@@ -32,11 +39,19 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let contacts = contacts_app(
                 &args.server,
                 args.contacts_addr,
-                args.scoring_addr.to_string(),
+                (
+                    args.scoring_addr.to_string(),
+                    args.analytics_addr.to_string(),
+                ),
                 &shutdown,
             )
             .await?;
-            run_services(vec![lifecycle, scoring, contacts], shutdown, started).await
+            run_services(
+                vec![analytics, lifecycle, scoring, contacts],
+                shutdown,
+                started,
+            )
+            .await
         }
         Command::Serve(args) => {
             let started = Instant::now();
@@ -45,17 +60,22 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
                 Service::Contacts => ("clm-contacts", clm_contacts::DEFAULT_LISTEN),
                 Service::Scoring => ("clm-scoring", clm_scoring::DEFAULT_LISTEN),
                 Service::Lifecycle => ("clm-lifecycle", clm_lifecycle::DEFAULT_LISTEN),
+                Service::Analytics => ("clm-analytics", clm_analytics::DEFAULT_LISTEN),
             };
             let _telemetry = clm_telemetry::init(name)?;
             let listen = args.listen.unwrap_or_else(|| default_addr(default));
             let app = match args.service {
                 Service::Contacts => {
-                    contacts_app(&args.server, listen, args.scoring_addr, &shutdown).await?
+                    let peers = (args.scoring_addr, args.analytics_addr);
+                    contacts_app(&args.server, listen, peers, &shutdown).await?
                 }
                 Service::Scoring => {
                     scoring_app(&args.server, listen, args.lifecycle_addr, &shutdown).await?
                 }
-                Service::Lifecycle => lifecycle_app(&args.server, listen, &shutdown).await?,
+                Service::Lifecycle => {
+                    lifecycle_app(&args.server, listen, args.analytics_addr, &shutdown).await?
+                }
+                Service::Analytics => analytics_app(&args.server, listen, &shutdown).await?,
             };
             run_services(vec![app], shutdown, started).await
         }
@@ -67,6 +87,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
         Command::Models(command) => crate::client::models(command).await,
         Command::Stage(command) => crate::client::stage(command).await,
         Command::Segments(command) => crate::client::segments(command).await,
+        Command::Report(command) => crate::client::report(command).await,
         Command::Watch {
             client,
             cursor,
@@ -87,10 +108,11 @@ fn serve_options(args: &ServerArgs) -> ServeOptions {
     }
 }
 
+/// Contacts, delivering to (scoring, analytics).
 async fn contacts_app(
     args: &ServerArgs,
     listen: SocketAddr,
-    scoring_addr: String,
+    peers: (String, String),
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
     refuse_exposure(listen, args.insecure)?;
@@ -102,7 +124,8 @@ async fn contacts_app(
         page_token_secret: args.page_token_secret.clone(),
         max_message_bytes: args.max_message_bytes,
         serve: serve_options(args),
-        scoring_addr: Some(scoring_addr),
+        scoring_addr: Some(peers.0),
+        analytics_addr: Some(peers.1),
         relay: clm_outbox::RelayOptions::default(),
     };
     let app = clm_contacts::Application::build(config).await?;
@@ -110,9 +133,26 @@ async fn contacts_app(
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
+async fn analytics_app(
+    args: &ServerArgs,
+    listen: SocketAddr,
+    shutdown: &Shutdown,
+) -> Result<Ready, BoxError> {
+    refuse_exposure(listen, args.insecure)?;
+    let mut config = clm_analytics::Config::embedded(listen, args.store.data_dir.clone());
+    config.database_url.clone_from(&args.store.database_url);
+    config.migrate = !args.no_migrate;
+    config.max_message_bytes = args.max_message_bytes;
+    config.serve = serve_options(args);
+    let app = clm_analytics::Application::build(config).await?;
+    tracing::info!(addr = %app.local_addr(), "analytics ready");
+    Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
+}
+
 async fn lifecycle_app(
     args: &ServerArgs,
     listen: SocketAddr,
+    analytics_addr: String,
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
     refuse_exposure(listen, args.insecure)?;
@@ -122,6 +162,7 @@ async fn lifecycle_app(
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args);
+    config.analytics_addr = Some(analytics_addr);
     let app = clm_lifecycle::Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "lifecycle ready");
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
@@ -203,9 +244,11 @@ async fn outbox(store: &StoreArgs) -> Result<(), BoxError> {
         "from", "to", "waiting", "oldest age (s)"
     );
     let scoring_targets = [clm_scoring::store::signals::TARGET];
+    let lifecycle_targets = [clm_lifecycle::store::engine::ANALYTICS];
     for (service, targets) in [
         ("contacts", clm_contacts::store::events::TARGETS),
         ("scoring", &scoring_targets[..]),
+        ("lifecycle", &lifecycle_targets[..]),
     ] {
         let db = clm_store::connect(service, location(store)).await?;
         for target in targets {
@@ -231,5 +274,8 @@ async fn migrate(store: &StoreArgs) -> Result<(), BoxError> {
     let db = clm_store::connect("lifecycle", location()).await?;
     clm_store::migrate::<clm_lifecycle::store::migration::Migrator>(&db).await?;
     println!("lifecycle: migrated");
+    let db = clm_store::connect("analytics", location()).await?;
+    clm_store::migrate::<clm_analytics::store::migration::Migrator>(&db).await?;
+    println!("analytics: migrated");
     Ok(())
 }

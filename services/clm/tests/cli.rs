@@ -22,6 +22,7 @@ struct Suite {
     addr: String,
     scoring_addr: String,
     lifecycle_addr: String,
+    analytics_addr: String,
     _database: TestDatabase,
 }
 
@@ -37,6 +38,7 @@ impl Suite {
             .env("CLM_CONTACTS_ADDR", &self.addr)
             .env("CLM_SCORING_ADDR", &self.scoring_addr)
             .env("CLM_LIFECYCLE_ADDR", &self.lifecycle_addr)
+            .env("CLM_ANALYTICS_ADDR", &self.analytics_addr)
             .env("CLM_TENANT", "cli-test")
             .output()
             .expect("run clm");
@@ -64,6 +66,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
     let addr = format!("127.0.0.1:{}", free_port());
     let scoring_addr = format!("127.0.0.1:{}", free_port());
     let lifecycle_addr = format!("127.0.0.1:{}", free_port());
+    let analytics_addr = format!("127.0.0.1:{}", free_port());
     let mut command = Command::new(CLM);
     command
         .arg("up")
@@ -71,6 +74,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
         .env("CLM_CONTACTS_ADDR", &addr)
         .env("CLM_SCORING_ADDR", &scoring_addr)
         .env("CLM_LIFECYCLE_ADDR", &lifecycle_addr)
+        .env("CLM_ANALYTICS_ADDR", &analytics_addr)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -84,6 +88,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
         addr: addr.clone(),
         scoring_addr,
         lifecycle_addr,
+        analytics_addr,
         _database: database,
     };
     // Poll readiness: the standard health check of the contacts service.
@@ -260,6 +265,20 @@ backend_tests!(
             "test",
         ]);
         assert!(moved.contains("awareness"), "{moved}");
+        // The purchase reaches analytics: one customer, 49.90 of revenue.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let rfm = suite.stdout(&["report", "rfm", "--json"]);
+            if rfm.contains("49900000") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the order never reached analytics: {rfm}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(suite.stdout(&["report", "stages"]).contains("conversion"));
         let backlog = suite.stdout(&["outbox"]);
         assert!(backlog.contains("scoring"), "{backlog}");
         let models = suite.stdout(&["models", "list"]);

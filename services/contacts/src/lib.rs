@@ -48,6 +48,8 @@ pub struct Config {
     /// Where scoring listens; contact events are delivered there. Without it they wait in
     /// the outbox.
     pub scoring_addr: Option<String>,
+    /// Where analytics listens; contact events are delivered there too.
+    pub analytics_addr: Option<String>,
     /// How the outbox relay paces itself.
     pub relay: clm_outbox::RelayOptions,
 }
@@ -64,6 +66,7 @@ impl Config {
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
             scoring_addr: None,
+            analytics_addr: None,
             relay: clm_outbox::RelayOptions::default(),
         }
     }
@@ -93,7 +96,7 @@ pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     api: ContactsApi,
-    relay: Option<clm_outbox::Relay<relay::ScoringDelivery>>,
+    relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>>,
     config: Config,
 }
 
@@ -128,16 +131,28 @@ impl Application {
             source,
         })?;
         let wake = clm_outbox::Wake::new();
-        let relay = match &config.scoring_addr {
-            Some(addr) => Some(clm_outbox::Relay::new(
+        let mut relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>> =
+            Vec::new();
+        if let Some(addr) = &config.scoring_addr {
+            let relay = clm_outbox::Relay::new(
                 db.clone(),
                 "scoring",
                 relay::ScoringDelivery::new(addr)?,
                 wake.clone(),
                 config.relay.clone(),
-            )),
-            None => None,
-        };
+            );
+            relays.push(Box::new(move |shutdown| tokio::spawn(relay.run(shutdown))));
+        }
+        if let Some(addr) = &config.analytics_addr {
+            let relay = clm_outbox::Relay::new(
+                db.clone(),
+                "analytics",
+                relay::AnalyticsDelivery::new(addr)?,
+                wake.clone(),
+                config.relay.clone(),
+            );
+            relays.push(Box::new(move |shutdown| tokio::spawn(relay.run(shutdown))));
+        }
         let api = ContactsApi::new(
             Store::new(db, wake),
             PageTokens::from_config(config.page_token_secret.as_deref()),
@@ -146,7 +161,7 @@ impl Application {
             listener,
             addr,
             api,
-            relay,
+            relays,
             config,
         })
     }
@@ -163,9 +178,11 @@ impl Application {
 
     /// Serves (and relays contact events) until `shutdown` is triggered, then drains.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> Result<(), clm_runtime::Error> {
-        let relay = self
-            .relay
-            .map(|relay| tokio::spawn(relay.run(shutdown.clone())));
+        let relays: Vec<_> = self
+            .relays
+            .into_iter()
+            .map(|start| start(shutdown.clone()))
+            .collect();
         let service = ContactsServiceServer::new(self.api)
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
@@ -179,10 +196,10 @@ impl Application {
         )
         .await;
         shutdown.trigger();
-        if let Some(relay) = relay
-            && let Err(error) = relay.await
-        {
-            tracing::error!(%error, "outbox relay task failed");
+        for relay in relays {
+            if let Err(error) = relay.await {
+                tracing::error!(%error, "outbox relay task failed");
+            }
         }
         served
     }

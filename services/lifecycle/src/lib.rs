@@ -6,6 +6,7 @@
 mod convert;
 pub mod domain;
 mod grpc;
+mod relay;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -50,6 +51,11 @@ pub struct Config {
     pub clock: Clock,
     /// How often timed work runs (`None`: never by itself, for tests that drive it).
     pub scheduler_interval: Option<Duration>,
+    /// Where analytics listens; transitions are delivered there. Without it they wait in
+    /// the outbox.
+    pub analytics_addr: Option<String>,
+    /// How the outbox relay paces itself.
+    pub relay: clm_outbox::RelayOptions,
 }
 
 impl Config {
@@ -65,6 +71,8 @@ impl Config {
             serve: ServeOptions::default(),
             clock: domain::system_clock(),
             scheduler_interval: Some(Duration::from_secs(60)),
+            analytics_addr: None,
+            relay: clm_outbox::RelayOptions::default(),
         }
     }
 }
@@ -75,6 +83,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
     Store(#[from] clm_store::StoreError),
+    /// The analytics address is not usable.
+    #[error("analytics address: {0}")]
+    AnalyticsAddr(#[from] tonic::transport::Error),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -105,6 +116,7 @@ pub struct Application {
     addr: SocketAddr,
     api: LifecycleApi,
     scheduler: Scheduler,
+    relay: Option<clm_outbox::Relay<relay::AnalyticsDelivery>>,
     config: Config,
 }
 
@@ -130,7 +142,18 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let store = Store::new(db);
+        let wake = clm_outbox::Wake::new();
+        let relay = match &config.analytics_addr {
+            Some(addr) => Some(clm_outbox::Relay::new(
+                db.clone(),
+                store::engine::ANALYTICS,
+                relay::AnalyticsDelivery::new(addr)?,
+                wake.clone(),
+                config.relay.clone(),
+            )),
+            None => None,
+        };
+        let store = Store::new(db, wake);
         let api = LifecycleApi::new(
             store.clone(),
             PageTokens::from_config(config.page_token_secret.as_deref()),
@@ -145,6 +168,7 @@ impl Application {
             addr,
             api,
             scheduler,
+            relay,
             config,
         })
     }
@@ -184,17 +208,27 @@ impl Application {
                 }
             });
         }
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(shutdown.clone())));
         let service = LifecycleServiceServer::new(self.api)
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
         tracing::info!(addr = %self.addr, service = SERVICE_NAME, "serving");
-        clm_runtime::serve(
+        let served = clm_runtime::serve(
             self.listener,
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
-            shutdown,
+            shutdown.clone(),
         )
-        .await
+        .await;
+        shutdown.trigger();
+        if let Some(relay) = relay
+            && let Err(error) = relay.await
+        {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+        served
     }
 }

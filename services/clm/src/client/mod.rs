@@ -3,17 +3,20 @@
 mod contacts;
 mod interactions;
 mod lifecycle;
+mod report;
 mod scoring;
 mod table;
 
 pub(crate) use contacts::contacts;
 pub(crate) use interactions::interactions;
 pub(crate) use lifecycle::{segments, stage, watch};
+pub(crate) use report::report;
 pub(crate) use scoring::{models, score};
 
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use clm_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
 use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use clm_proto::lifecycle::v1::lifecycle_service_client::LifecycleServiceClient;
 use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
@@ -87,6 +90,17 @@ pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Channel, C
 pub(crate) async fn connect_lifecycle(args: &ClientArgs) -> Result<Lifecycle, BoxError> {
     let channel = channel(&args.lifecycle_addr, "lifecycle").await?;
     Ok(LifecycleServiceClient::with_interceptor(
+        channel,
+        context(args)?,
+    ))
+}
+
+pub(crate) type Analytics = AnalyticsServiceClient<InterceptedService<Channel, CallContext>>;
+
+/// A client of the analytics service.
+pub(crate) async fn connect_analytics(args: &ClientArgs) -> Result<Analytics, BoxError> {
+    let channel = channel(&args.analytics_addr, "analytics").await?;
+    Ok(AnalyticsServiceClient::with_interceptor(
         channel,
         context(args)?,
     ))

@@ -10,7 +10,7 @@ use crate::domain::time::Micros;
 use crate::domain::{Contact, Interaction};
 
 /// The receiving services of contact events.
-pub const TARGETS: &[&str] = &["scoring"];
+pub const TARGETS: &[&str] = &["scoring", "analytics"];
 
 use crate::domain::interaction::RESERVED_EVENT_PREFIX;
 

@@ -432,12 +432,8 @@ backend_tests!(
             .await
             .outbox
             .iter()
-            .inspect(|row| {
-                assert_eq!(
-                    (row.target.as_str(), row.tenant_id.as_str()),
-                    ("scoring", "default")
-                );
-            })
+            .filter(|row| row.target == "scoring")
+            .inspect(|row| assert_eq!(row.tenant_id, "default"))
             .map(|row| ContactEvent::decode(row.payload.as_slice()).unwrap())
             .collect();
         let kinds: Vec<&str> = events
@@ -460,6 +456,16 @@ backend_tests!(
                 "updated",
                 "erased"
             ]
+        );
+        let outbox = app.snapshot().await.outbox;
+        let for_analytics = outbox
+            .iter()
+            .filter(|row| row.target == "analytics")
+            .count();
+        assert_eq!(
+            for_analytics,
+            events.len(),
+            "analytics gets every event too"
         );
         let Some(Kind::Upserted(first)) = &events[0].kind else {
             unreachable!()

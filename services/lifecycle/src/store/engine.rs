@@ -14,6 +14,9 @@ use crate::domain::facts::{self, Activity, Facts};
 use crate::domain::model::CompiledModel;
 use crate::domain::{LifecycleError, Micros};
 
+/// The outbox target of transitions.
+pub const ANALYTICS: &str = "analytics";
+
 /// The kinds of the event log, as in `LifecycleEventKind`.
 pub(crate) const TRANSITION: i32 = 1;
 pub(crate) const SEGMENT_ENTERED: i32 = 2;
@@ -234,6 +237,26 @@ pub(crate) async fn transition(
         forced: Set(cause.forced),
     })
     .exec_without_returning(txn)
+    .await?;
+    let event = clm_proto::analytics::v1::TransitionEvent {
+        event_id: format!("clm:transition:{}", uuid::Uuid::now_v7()),
+        contact_id: contact.to_owned(),
+        model_id: model.to_owned(),
+        from_stage: from_stage.clone(),
+        to_stage: to.to_owned(),
+        occurred_at: Some(crate::convert::timestamp(now)),
+        cause: cause.cause.clone(),
+    };
+    clm_outbox::enqueue(
+        txn,
+        now,
+        vec![clm_outbox::NewMessage {
+            target: ANALYTICS,
+            tenant_id: tenant.to_owned(),
+            event_id: event.event_id.clone(),
+            payload: prost::Message::encode_to_vec(&event),
+        }],
+    )
     .await?;
     append(
         txn,

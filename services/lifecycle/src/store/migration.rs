@@ -8,7 +8,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateLifecycleTables)]
+        vec![
+            Box::new(CreateLifecycleTables),
+            Box::new(clm_outbox::CreateOutboxTable),
+        ]
     }
 }
 

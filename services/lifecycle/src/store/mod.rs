@@ -1,7 +1,7 @@
 //! Persistence of stage models, facts, stages, history, segments and the event log.
 
 mod apply;
-pub(crate) mod engine;
+pub mod engine;
 pub mod entities;
 pub mod migration;
 mod models;
@@ -22,14 +22,17 @@ pub use scheduler::Fired;
 pub struct Store {
     db: DatabaseConnection,
     appended: Arc<Notify>,
+    wake: clm_outbox::Wake,
 }
 
 impl Store {
-    /// A store over an open, migrated connection.
-    pub fn new(db: DatabaseConnection) -> Self {
+    /// A store over an open, migrated connection; `wake` is told about committed
+    /// transitions waiting in the outbox.
+    pub fn new(db: DatabaseConnection, wake: clm_outbox::Wake) -> Self {
         Self {
             db,
             appended: Arc::default(),
+            wake,
         }
     }
 
@@ -46,5 +49,6 @@ impl Store {
 
     pub(crate) fn wake_watchers(&self) {
         self.appended.notify_waiters();
+        self.wake.notify();
     }
 }

@@ -1,0 +1,254 @@
+//! `clm report stages|rfm|cac|nps`: tables for people, `--json` for scripts.
+
+use clm_proto::analytics::v1 as pb;
+use clm_proto::common::v1::{Money, TimeRange};
+use serde_json::json;
+
+use super::{connect_analytics, explain, table};
+use crate::cli::{ReportCommand, ReportWindow};
+use crate::run::BoxError;
+
+fn day(text: &str) -> Result<prost_types::Timestamp, BoxError> {
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("{text:?} is not YYYY-MM-DD"))?;
+    let t = date
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc();
+    Ok(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: 0,
+    })
+}
+
+fn range(window: &ReportWindow) -> Result<Option<TimeRange>, BoxError> {
+    if window.from.is_none() && window.to.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(TimeRange {
+        start_time: window.from.as_deref().map(day).transpose()?,
+        end_time: window.to.as_deref().map(day).transpose()?,
+    }))
+}
+
+/// Money as "12.34 EUR", rounded half-up to cents.
+fn show(m: Option<&Money>) -> String {
+    m.map_or_else(String::new, |m| {
+        let cents = clm_analytics::domain::money::to_cents(m.amount_micros);
+        let sign = if cents < 0 { "-" } else { "" };
+        format!(
+            "{sign}{}.{:02} {}",
+            cents.abs() / 100,
+            cents.abs() % 100,
+            m.currency
+        )
+    })
+}
+
+fn micros(m: Option<&Money>) -> i64 {
+    m.map_or(0, |m| m.amount_micros)
+}
+
+pub(crate) async fn report(command: ReportCommand) -> Result<(), BoxError> {
+    match command {
+        ReportCommand::Stages(window) => {
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_stage_metrics(pb::GetStageMetricsRequest {
+                    range: range(&window)?,
+                    as_of: None,
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            if window.json {
+                let stages: Vec<_> = reply
+                    .stages
+                    .iter()
+                    .map(|s| json!({"stage": s.stage, "contacts": s.contacts, "entries": s.entries, "exits": s.exits,
+                        "median_seconds_in_stage": s.median_time_in_stage.as_ref().map(|d| d.seconds)}))
+                    .collect();
+                let transitions: Vec<_> = reply
+                    .transitions
+                    .iter()
+                    .map(|t| json!({"from": t.from_stage, "to": t.to_stage, "count": t.count}))
+                    .collect();
+                println!("{}", json!({"stages": stages, "transitions": transitions}));
+                return Ok(());
+            }
+            let mut rows = table::new(&[
+                "stage",
+                "contacts",
+                "entries",
+                "exits",
+                "median days in stage",
+            ]);
+            for s in reply.stages {
+                let days = s
+                    .median_time_in_stage
+                    .map(|d| format!("{:.1}", d.seconds as f64 / 86_400.0))
+                    .unwrap_or_default();
+                rows.add_row(vec![
+                    s.stage,
+                    s.contacts.to_string(),
+                    s.entries.to_string(),
+                    s.exits.to_string(),
+                    days,
+                ]);
+            }
+            println!("{rows}");
+            let mut matrix = table::new(&["from", "to", "transitions"]);
+            for t in reply.transitions {
+                matrix.add_row(vec![t.from_stage, t.to_stage, t.count.to_string()]);
+            }
+            println!("{matrix}");
+        }
+        ReportCommand::Rfm { window, currency } => {
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_rfm_segments(pb::GetRfmSegmentsRequest {
+                    range: range(&window)?,
+                    currency,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            if window.json {
+                let segments: Vec<_> = reply
+                    .segments
+                    .iter()
+                    .map(|s| {
+                        json!({"segment": s.name, "customers": s.customers, "share": s.share,
+                        "revenue_micros": micros(s.revenue.as_ref())})
+                    })
+                    .collect();
+                println!("{}", json!({"segments": segments}));
+                return Ok(());
+            }
+            let mut rows = table::new(&["segment", "customers", "share", "revenue"]);
+            for s in reply.segments {
+                rows.add_row(vec![
+                    s.name,
+                    s.customers.to_string(),
+                    format!("{:.1} %", s.share * 100.0),
+                    show(s.revenue.as_ref()),
+                ]);
+            }
+            println!("{rows}");
+        }
+        ReportCommand::Cac {
+            window,
+            currency,
+            by_campaign,
+        } => {
+            let mut api = connect_analytics(&window.client).await?;
+            let group_by = if by_campaign {
+                pb::AcquisitionGrouping::Campaign
+            } else {
+                pb::AcquisitionGrouping::Channel
+            };
+            let reply = api
+                .get_acquisition_cost(pb::GetAcquisitionCostRequest {
+                    range: range(&window)?,
+                    group_by: group_by as i32,
+                    currency,
+                    as_of: None,
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            let all: Vec<pb::AcquisitionCostRow> = reply
+                .rows
+                .into_iter()
+                .chain(reply.total.map(|t| pb::AcquisitionCostRow {
+                    key: "(total)".into(),
+                    ..t
+                }))
+                .collect();
+            if window.json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|r| json!({"key": r.key, "spend_micros": micros(r.spend.as_ref()), "customers_acquired": r.customers_acquired,
+                        "cac_micros": r.cac.as_ref().map(|m| m.amount_micros), "attributed_revenue_micros": micros(r.attributed_revenue.as_ref()),
+                        "romi": r.romi}))
+                    .collect();
+                println!("{}", json!({"rows": rows}));
+                return Ok(());
+            }
+            let mut rows = table::new(&[
+                "channel or campaign",
+                "spend",
+                "customers",
+                "CAC",
+                "revenue",
+                "ROMI",
+            ]);
+            for r in all {
+                rows.add_row(vec![
+                    if r.key.is_empty() {
+                        "(none)".into()
+                    } else {
+                        r.key
+                    },
+                    show(r.spend.as_ref()),
+                    r.customers_acquired.to_string(),
+                    show(r.cac.as_ref()),
+                    show(r.attributed_revenue.as_ref()),
+                    format!("{:.2}", r.romi),
+                ]);
+            }
+            println!("{rows}");
+        }
+        ReportCommand::Nps(window) => {
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_nps(pb::GetNpsRequest {
+                    range: range(&window)?,
+                    breakdown_by: "stage".into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            let all: Vec<pb::NpsResult> = reply
+                .total
+                .map(|t| pb::NpsResult {
+                    breakdown_value: "(all)".into(),
+                    ..t
+                })
+                .into_iter()
+                .chain(reply.groups)
+                .collect();
+            if window.json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|n| json!({"group": n.breakdown_value, "responses": n.responses, "promoters": n.promoters,
+                        "passives": n.passives, "detractors": n.detractors, "nps": n.nps}))
+                    .collect();
+                println!("{}", json!({"nps": rows}));
+                return Ok(());
+            }
+            let mut rows = table::new(&[
+                "stage",
+                "responses",
+                "promoters",
+                "passives",
+                "detractors",
+                "NPS",
+            ]);
+            for n in all {
+                rows.add_row(vec![
+                    n.breakdown_value,
+                    n.responses.to_string(),
+                    n.promoters.to_string(),
+                    n.passives.to_string(),
+                    n.detractors.to_string(),
+                    format!("{:.1}", n.nps),
+                ]);
+            }
+            println!("{rows}");
+        }
+    }
+    Ok(())
+}
