@@ -1,0 +1,444 @@
+//! Each report over a small data set whose answer is worked out by hand here.
+
+use tonic::Code;
+
+use clm_proto::analytics::v1 as pb;
+
+use crate::helpers::*;
+
+async fn rfm(app: &TestApp) -> pb::GetRfmSegmentsResponse {
+    app.client
+        .clone()
+        .get_rfm_segments(pb::GetRfmSegmentsRequest {
+            currency: "EUR".into(),
+            include_contacts: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+backend_tests!(
+    rfm_scores_orders_with_ties_refunds_and_an_erasure,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.ingest(vec![
+            // a: two purchases on day 99 are one order of 15.00; one on day 90: F 2, M 35.00, R 1.
+            app.interaction("a", "purchase", 99, 1000),
+            app.interaction("a", "purchase", 99, 500),
+            app.interaction("a", "purchase", 90, 2000),
+            // b: F 1, M 100.00, R 50.
+            app.interaction("b", "purchase", 50, 10000),
+            // c: F 3, M 3.00, R 3.
+            app.interaction("c", "purchase", 95, 100),
+            app.interaction("c", "purchase", 96, 100),
+            app.interaction("c", "purchase", 97, 100),
+            // d: 50.00 less a 10.00 refund: F 1, M 40.00, R 90.
+            app.interaction("d", "purchase", 10, 5000),
+            app.interaction("d", "refund", 20, 1000),
+            // e: erased mid-period, so gone from every report.
+            app.interaction("e", "purchase", 98, 50000),
+        ])
+        .await;
+        app.ingest(vec![app.erased("e")]).await;
+        let reply = rfm(&app).await;
+        // Cut points (linear interpolation over 4 customers):
+        //   recency [1, 3, 50, 90] -> 2.2, 12.4, 40.6, 66 ; frequency [1, 1, 2, 3] -> 1, 1.2, 1.8, 2.4
+        //   monetary [3, 35, 40, 100] -> 22.2, 36, 39, 64
+        let scores: Vec<(String, i32, i32, i32, String)> = reply
+            .contacts
+            .iter()
+            .map(|c| {
+                (
+                    c.contact_id.clone(),
+                    c.recency,
+                    c.frequency,
+                    c.monetary,
+                    c.segment.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            scores,
+            [
+                ("a".into(), 5, 4, 2, "champions".into()),
+                ("b".into(), 2, 1, 5, "hibernating".into()),
+                ("c".into(), 4, 5, 1, "loyal".into()),
+                ("d".into(), 1, 1, 4, "lost".into()),
+            ]
+        );
+        let segments: Vec<(String, i64, i64)> = reply
+            .segments
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.customers,
+                    s.revenue.as_ref().unwrap().amount_micros,
+                )
+            })
+            .collect();
+        assert_eq!(
+            segments,
+            [
+                ("champions".into(), 1, 35_000_000),
+                ("hibernating".into(), 1, 100_000_000),
+                ("lost".into(), 1, 40_000_000),
+                ("loyal".into(), 1, 3_000_000),
+            ]
+        );
+        // A tenant's own map replaces the default.
+        let custom = app
+            .client
+            .clone()
+            .get_rfm_segments(pb::GetRfmSegmentsRequest {
+                currency: "EUR".into(),
+                segment_map: [
+                    ("[4-5][1-5]".to_owned(), "recent".to_owned()),
+                    ("[1-3][1-5]".to_owned(), "older".to_owned()),
+                ]
+                .into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<(String, i64)> = custom
+            .segments
+            .iter()
+            .map(|s| (s.name.clone(), s.customers))
+            .collect();
+        assert_eq!(names, [("older".into(), 2), ("recent".into(), 2)]);
+    }
+);
+
+backend_tests!(
+    nps_counts_each_contacts_latest_answer_overall_and_by_stage,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.transitions(&[
+            ("a", "", "awareness", 1),
+            ("b", "", "awareness", 1),
+            ("b", "awareness", "conversion", 5),
+            ("c", "", "awareness", 1),
+            ("c", "awareness", "conversion", 6),
+            ("d", "", "awareness", 1),
+        ])
+        .await;
+        app.ingest(vec![
+            app.nps("a", 10, 3),  // replaced by a's later answer
+            app.nps("a", 20, 10), // promoter, awareness
+            app.nps("b", 20, 9),  // promoter, conversion
+            app.nps("c", 20, 6),  // detractor, conversion
+            app.nps("d", 20, 8),  // passive, awareness
+            app.nps("e", 20, 0),  // erased below
+            app.nps("f", 200, 0), // after now: not counted
+        ])
+        .await;
+        app.ingest(vec![app.erased("e")]).await;
+        let reply = app
+            .client
+            .clone()
+            .get_nps(pb::GetNpsRequest {
+                breakdown_by: "stage".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let total = reply.total.unwrap();
+        assert_eq!(
+            (
+                total.responses,
+                total.promoters,
+                total.passives,
+                total.detractors
+            ),
+            (4, 2, 1, 1)
+        );
+        assert!((total.nps - 25.0).abs() < 1e-9);
+        let groups: Vec<(String, i64, f64)> = reply
+            .groups
+            .iter()
+            .map(|g| (g.breakdown_value.clone(), g.responses, g.nps))
+            .collect();
+        assert_eq!(
+            groups,
+            [("awareness".into(), 2, 50.0), ("conversion".into(), 2, 0.0)]
+        );
+        // A range that holds only a's first answer.
+        let early = app
+            .client
+            .clone()
+            .get_nps(pb::GetNpsRequest {
+                range: days(0, 15),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .total
+            .unwrap();
+        assert_eq!((early.responses, early.detractors), (1, 1));
+        assert!((early.nps + 100.0).abs() < 1e-9);
+    }
+);
+
+backend_tests!(
+    acquisition_cost_and_romi_per_channel_to_the_cent,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.ingest(vec![
+            app.contact("a", "ads", "spring"),
+            app.contact("b", "ads", "spring"),
+            app.contact("c", "email", "newsletter"),
+            app.contact("d", "ads", "spring"),
+            app.interaction("a", "purchase", 12, 10000),
+            app.interaction("a", "purchase", 15, 5000),
+            app.interaction("b", "purchase", 5, 2000), // acquired before the range
+            app.interaction("b", "purchase", 14, 3000),
+            app.interaction("c", "purchase", 19, 8000),
+            app.interaction("d", "purchase", 25, 1000), // after the range
+        ])
+        .await;
+        let spend =
+            |id: &str, channel: &str, from: i64, to: i64, cents: i64| pb::RecordSpendRequest {
+                spend_id: id.into(),
+                channel: channel.into(),
+                campaign: String::new(),
+                period: days(from, to),
+                amount: Some(clm_proto::common::v1::Money {
+                    amount_micros: cents * 10_000,
+                    currency: "EUR".into(),
+                }),
+            };
+        let mut client = app.client.clone();
+        assert!(
+            !client
+                .record_spend(spend("s1", "ads", 10, 20, 30000))
+                .await
+                .unwrap()
+                .into_inner()
+                .duplicate
+        );
+        assert!(
+            client
+                .record_spend(spend("s1", "ads", 10, 20, 30000))
+                .await
+                .unwrap()
+                .into_inner()
+                .duplicate
+        );
+        client
+            .record_spend(spend("s2", "email", 15, 25, 5000))
+            .await
+            .unwrap();
+        client
+            .record_spend(spend("s3", "email", 0, 3, 10000))
+            .await
+            .unwrap(); // outside the range
+
+        let reply = client
+            .get_acquisition_cost(pb::GetAcquisitionCostRequest {
+                range: days(10, 20),
+                currency: "EUR".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let rows: Vec<(String, i64, i64, Option<i64>, i64)> = reply
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.key.clone(),
+                    r.spend.as_ref().unwrap().amount_micros,
+                    r.customers_acquired,
+                    r.cac.as_ref().map(|c| c.amount_micros),
+                    r.attributed_revenue.as_ref().unwrap().amount_micros,
+                )
+            })
+            .collect();
+        // ads: 300.00 spent, a acquired, revenue 100 + 50 (a) + 30 (b) = 180.00, ROMI -0.4.
+        // email: half of 50.00 inside the range, c acquired with 80.00, ROMI 2.2.
+        assert_eq!(
+            rows,
+            [
+                ("ads".into(), 300_000_000, 1, Some(300_000_000), 180_000_000),
+                ("email".into(), 25_000_000, 1, Some(25_000_000), 80_000_000),
+            ]
+        );
+        assert!((reply.rows[0].romi + 0.4).abs() < 1e-12);
+        assert!((reply.rows[1].romi - 2.2).abs() < 1e-12);
+        let total = reply.total.unwrap();
+        assert_eq!(total.cac.unwrap().amount_micros, 162_500_000);
+        let by_campaign = client
+            .get_acquisition_cost(pb::GetAcquisitionCostRequest {
+                range: days(10, 20),
+                currency: "EUR".into(),
+                group_by: pb::AcquisitionGrouping::Campaign as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let keys: Vec<String> = by_campaign.rows.iter().map(|r| r.key.clone()).collect();
+        assert_eq!(
+            keys,
+            ["", "newsletter", "spring"],
+            "channel spend has no campaign"
+        );
+    }
+);
+
+backend_tests!(
+    stage_metrics_count_stays_medians_and_moves,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.transitions(&[
+            ("a", "", "awareness", 0),
+            ("a", "awareness", "consideration", 4),
+            ("b", "", "awareness", 1),
+            ("b", "awareness", "consideration", 3),
+            ("b", "consideration", "conversion", 9),
+            ("c", "", "awareness", 2),
+        ])
+        .await;
+        let reply = app
+            .client
+            .clone()
+            .get_stage_metrics(pb::GetStageMetricsRequest {
+                range: days(0, 10),
+                as_of: Some(ts(10 * DAY)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let rows: Vec<(String, i64, i64, i64, Option<i64>)> = reply
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.stage.clone(),
+                    s.contacts,
+                    s.entries,
+                    s.exits,
+                    s.median_time_in_stage.map(|d| d.seconds / 86_400),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("awareness".into(), 1, 3, 2, Some(3)),
+                ("consideration".into(), 1, 2, 1, Some(6)),
+                ("conversion".into(), 1, 1, 0, None),
+            ]
+        );
+        let moves: Vec<(String, String, i64)> = reply
+            .transitions
+            .iter()
+            .map(|t| (t.from_stage.clone(), t.to_stage.clone(), t.count))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                ("awareness".into(), "consideration".into(), 2),
+                ("consideration".into(), "conversion".into(), 1)
+            ]
+        );
+    }
+);
+
+backend_tests!(ingest_is_idempotent, |db| async move {
+    let app = TestApp::spawn(&db).await;
+    let batch = vec![
+        app.interaction("a", "purchase", 99, 1000),
+        app.interaction("a", "purchase", 98, 1000),
+    ];
+    let first = app.ingest(batch.clone()).await;
+    let again = app.ingest(batch).await;
+    assert_eq!(
+        (
+            first.applied,
+            first.duplicates,
+            again.applied,
+            again.duplicates
+        ),
+        (2, 0, 0, 2)
+    );
+    let reply = rfm(&app).await;
+    assert_eq!(
+        reply.segments[0].revenue.as_ref().unwrap().amount_micros,
+        20_000_000,
+        "counted once"
+    );
+});
+
+backend_tests!(invalid_report_requests_name_their_fields, |db| async move {
+    let app = TestApp::spawn(&db).await;
+    let mut client = app.client.clone();
+    expect_invalid(
+        client
+            .get_nps(pb::GetNpsRequest {
+                range: days(10, 5),
+                ..Default::default()
+            })
+            .await,
+        "range",
+    );
+    expect_invalid(
+        client
+            .get_nps(pb::GetNpsRequest {
+                breakdown_by: "shoe_size".into(),
+                ..Default::default()
+            })
+            .await,
+        "breakdown_by",
+    );
+    expect_invalid(
+        client
+            .get_rfm_segments(pb::GetRfmSegmentsRequest::default())
+            .await,
+        "currency",
+    );
+    expect_invalid(
+        client
+            .get_rfm_segments(pb::GetRfmSegmentsRequest {
+                currency: "EUR".into(),
+                segment_map: [("6x".to_owned(), "bad".to_owned())].into(),
+                ..Default::default()
+            })
+            .await,
+        "segment_map",
+    );
+    expect_invalid(
+        client
+            .get_acquisition_cost(pb::GetAcquisitionCostRequest {
+                range: days(3, 3),
+                currency: "EUR".into(),
+                ..Default::default()
+            })
+            .await,
+        "range",
+    );
+    expect_invalid(
+        client
+            .record_spend(pb::RecordSpendRequest {
+                spend_id: "s".into(),
+                channel: "ads".into(),
+                period: days(5, 1),
+                amount: None,
+                ..Default::default()
+            })
+            .await,
+        "period",
+    );
+    let funnel = client
+        .get_funnel(pb::GetFunnelRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(funnel.code(), Code::Unimplemented);
+});
