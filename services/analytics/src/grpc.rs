@@ -7,8 +7,9 @@ use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use clm_proto::common::v1 as common;
 use clm_runtime::{Error, FieldViolation, tenant_of};
 
+use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
-use crate::domain::{Clock, acquisition, nps, rfm, stages};
+use crate::domain::{Clock, acquisition, activity, cohorts, nps, rfm, stages};
 use crate::store::{ContactFact, Ingested, Store, TransitionFact};
 
 /// Most events in one Ingest call.
@@ -48,6 +49,22 @@ fn micros(t: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(t.nanos / 1000))
 }
 
+fn timestamp(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1000) as i32,
+    }
+}
+
+/// A customer's days with revenue, marking which hold an order (a refund-only day has
+/// revenue but is no order).
+fn purchase_days(c: &crate::store::Customer) -> Vec<(i64, i64, bool)> {
+    c.daily_micros
+        .iter()
+        .map(|(day, micros)| (*day, *micros, c.order_days.binary_search(day).is_ok()))
+        .collect()
+}
+
 fn money(amount_micros: i64, currency: &str) -> common::Money {
     common::Money {
         amount_micros,
@@ -81,6 +98,36 @@ fn currency_of(text: &str) -> Result<String, Status> {
     } else {
         Err(Error::invalid_field("currency", "must be an ISO 4217 code such as \"EUR\"").into())
     }
+}
+
+fn period_of(value: i32) -> Result<Period, Status> {
+    Ok(match common::Period::try_from(value) {
+        Ok(common::Period::Unspecified | common::Period::Month) => Period::Month,
+        Ok(common::Period::Day) => Period::Day,
+        Ok(common::Period::Week) => Period::Week,
+        Ok(common::Period::Quarter) => Period::Quarter,
+        Ok(common::Period::Year) => Period::Year,
+        Err(_) => return Err(Error::invalid_field("period", "is not a known period").into()),
+    })
+}
+
+/// The period indexes a range covers, capped at `as_of`'s period; an unbounded start
+/// begins at `earliest` (a day).
+fn period_span(
+    period: Period,
+    start: i64,
+    end: i64,
+    as_of: i64,
+    earliest: Option<i64>,
+) -> (i64, i64) {
+    let day = crate::store::day_of;
+    let first = if start <= i64::MIN / 4 {
+        earliest.map_or_else(|| period.index(day(as_of)), |d| period.index(d))
+    } else {
+        period.index(day(start))
+    };
+    let last = period.index(day(end - 1)).min(period.index(day(as_of)));
+    (first, last)
 }
 
 fn not_yet(report: &str) -> Status {
@@ -140,16 +187,111 @@ impl AnalyticsService for AnalyticsApi {
 
     async fn get_cohort_retention(
         &self,
-        _: Request<pb::GetCohortRetentionRequest>,
+        request: Request<pb::GetCohortRetentionRequest>,
     ) -> Result<Response<pb::GetCohortRetentionResponse>, Status> {
-        Err(not_yet("GetCohortRetention"))
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let currency = currency_of(&request.currency)?;
+        let period = period_of(request.period)?;
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let customers = self
+            .store
+            .customers(&tenant, &currency, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        let by_creation = request.basis == pb::CohortBasis::Creation as i32;
+        let day = crate::store::day_of;
+        let mut members: Vec<cohorts::Member> = Vec::new();
+        if by_creation {
+            let created = self
+                .store
+                .created(&tenant)
+                .await
+                .map_err(|e| internal(&e))?;
+            let orders: std::collections::HashMap<&str, &crate::store::Customer> = customers
+                .iter()
+                .map(|c| (c.contact_id.as_str(), c))
+                .collect();
+            for (contact, at) in created.into_iter().filter(|(_, at)| *at <= as_of) {
+                let days = orders
+                    .get(contact.as_str())
+                    .map(|c| purchase_days(c))
+                    .unwrap_or_default();
+                members.push((period.index(day(at)), days));
+            }
+        } else {
+            for c in &customers {
+                members.push((period.index(c.order_days[0]), purchase_days(c)));
+            }
+        }
+        let earliest = members.iter().map(|m| period.start(m.0)).min().map(day);
+        let (first, last) = period_span(period, start, end, as_of, earliest);
+        let (rows, mean) = cohorts::cohorts(
+            &members,
+            period,
+            first,
+            last,
+            period.index(day(as_of)),
+            request.mode == pb::RetentionMode::OnOrAfter as i32,
+            request.base == pb::RetentionBase::PreviousPeriod as i32,
+        );
+        let row = |r: cohorts::CohortRow, start: Option<prost_types::Timestamp>| pb::CohortRow {
+            cohort_start: start,
+            size: r.size,
+            retained: r.retained,
+            shares: r.shares,
+            revenue: r.revenue.into_iter().map(|m| money(m, &currency)).collect(),
+        };
+        Ok(Response::new(pb::GetCohortRetentionResponse {
+            cohorts: rows
+                .into_iter()
+                .map(|r| {
+                    let start = timestamp(period.start(r.cohort));
+                    row(r, Some(start))
+                })
+                .collect(),
+            weighted_mean: Some(row(mean, None)),
+        }))
     }
 
     async fn get_activity_lifecycle(
         &self,
-        _: Request<pb::GetActivityLifecycleRequest>,
+        request: Request<pb::GetActivityLifecycleRequest>,
     ) -> Result<Response<pb::GetActivityLifecycleResponse>, Status> {
-        Err(not_yet("GetActivityLifecycle"))
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let currency = currency_of(&request.currency)?;
+        let period = period_of(request.period)?;
+        let (start, end, as_of) = window(
+            request.range.as_ref(),
+            request.as_of.as_ref(),
+            (self.clock)(),
+        )?;
+        let customers = self
+            .store
+            .customers(&tenant, &currency, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        let earliest = customers.iter().map(|c| c.order_days[0]).min();
+        let (first, last) = period_span(period, start, end, as_of, earliest);
+        let days: Vec<Vec<i64>> = customers.iter().map(|c| c.order_days.clone()).collect();
+        let rows = activity::activity(&days, period, first, last);
+        Ok(Response::new(pb::GetActivityLifecycleResponse {
+            periods: rows
+                .into_iter()
+                .map(|r| pb::ActivityPeriod {
+                    period_start: Some(timestamp(period.start(r.period))),
+                    new: r.new,
+                    returning: r.returning,
+                    resurrecting: r.resurrecting,
+                    dormant: r.dormant,
+                })
+                .collect(),
+        }))
     }
 
     async fn get_customer_value(

@@ -1,8 +1,11 @@
 //! The reports, as pure functions over facts and rollups: no tonic, no sea-orm.
 
 pub mod acquisition;
+pub mod activity;
+pub mod cohorts;
 pub mod money;
 pub mod nps;
+pub mod periods;
 pub mod rfm;
 pub mod stages;
 

@@ -145,6 +145,17 @@ impl Store {
             .collect())
     }
 
+    /// Each contact's creation instant.
+    pub async fn created(&self, tenant: &str) -> Result<HashMap<String, i64>, DbErr> {
+        Ok(contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|c| (c.contact_id, c.created_at))
+            .collect())
+    }
+
     /// Each contact's first touch: (source, campaign).
     pub async fn first_touch(
         &self,

@@ -442,3 +442,136 @@ backend_tests!(invalid_report_requests_name_their_fields, |db| async move {
         .unwrap_err();
     assert_eq!(funnel.code(), Code::Unimplemented);
 });
+
+async fn seed_customers(app: &TestApp) {
+    // Months of 1970: Jan = days 0-30, Feb 31-58, Mar 59-89, Apr 90-119 (now is day 100).
+    app.ingest(vec![
+        app.contact("a", "ads", ""),
+        app.contact("b", "ads", ""),
+        app.contact("c", "email", ""),
+        app.contact("z", "email", ""), // never buys
+        app.interaction("a", "purchase", 5, 1000),
+        app.interaction("a", "purchase", 40, 2000),
+        app.interaction("a", "purchase", 95, 3000),
+        app.interaction("b", "purchase", 35, 500),
+        app.interaction("b", "purchase", 60, 600),
+        app.interaction("c", "purchase", 70, 700),
+        app.interaction("e", "purchase", 10, 9900),
+    ])
+    .await;
+    app.ingest(vec![app.erased("e")]).await;
+}
+
+backend_tests!(activity_lifecycle_per_month, |db| async move {
+    let app = TestApp::spawn(&db).await;
+    seed_customers(&app).await;
+    let reply = app
+        .client
+        .clone()
+        .get_activity_lifecycle(pb::GetActivityLifecycleRequest {
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rows: Vec<(i64, i64, i64, i64, i64)> = reply
+        .periods
+        .iter()
+        .map(|p| {
+            (
+                p.period_start.unwrap().seconds / 86_400,
+                p.new,
+                p.returning,
+                p.resurrecting,
+                p.dormant,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, 1, 0, 0, 0),  // Jan: a new
+            (31, 1, 1, 0, 0), // Feb: b new, a returning
+            (59, 1, 1, 0, 1), // Mar: c new, b returning, a dormant
+            (90, 0, 0, 1, 2), // Apr: a resurrecting, b and c dormant
+        ]
+    );
+});
+
+backend_tests!(
+    cohort_retention_by_first_purchase_and_by_creation,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        seed_customers(&app).await;
+        let ask = |basis: pb::CohortBasis, mode: pb::RetentionMode| pb::GetCohortRetentionRequest {
+            currency: "EUR".into(),
+            period: clm_proto::common::v1::Period::Month as i32,
+            basis: basis as i32,
+            mode: mode as i32,
+            ..Default::default()
+        };
+        let reply = app
+            .client
+            .clone()
+            .get_cohort_retention(ask(pb::CohortBasis::FirstPurchase, pb::RetentionMode::On))
+            .await
+            .unwrap()
+            .into_inner();
+        let rows: Vec<(i64, i64, Vec<i64>, Vec<i64>)> = reply
+            .cohorts
+            .iter()
+            .map(|c| {
+                (
+                    c.cohort_start.unwrap().seconds / 86_400,
+                    c.size,
+                    c.retained.clone(),
+                    c.revenue.iter().map(|m| m.amount_micros / 10_000).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (0, 1, vec![1, 1, 0, 1], vec![1000, 2000, 0, 3000]),
+                (31, 1, vec![1, 1, 0], vec![500, 600, 0]),
+                (59, 1, vec![1, 0], vec![700, 0]),
+            ]
+        );
+        let mean = reply.weighted_mean.unwrap();
+        assert_eq!(mean.retained, [3, 2, 0, 1]);
+        let expected = [1.0, 2.0 / 3.0, 0.0, 1.0];
+        for (got, want) in mean.shares.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{:?}", mean.shares);
+        }
+
+        let created = app
+            .client
+            .clone()
+            .get_cohort_retention(ask(pb::CohortBasis::Creation, pb::RetentionMode::On))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(created.cohorts.len(), 1, "everyone was created in January");
+        assert_eq!(
+            (created.cohorts[0].size, created.cohorts[0].retained.clone()),
+            (4, vec![1, 2, 2, 1])
+        );
+        let later = app
+            .client
+            .clone()
+            .get_cohort_retention(ask(pb::CohortBasis::Creation, pb::RetentionMode::OnOrAfter))
+            .await
+            .unwrap()
+            .into_inner();
+        // On or after: Jan+ a, b, c; Feb+ a, b, c; Mar+ a (Apr), b, c; Apr a.
+    assert_eq!(later.cohorts[0].retained, [3, 3, 3, 1]);
+        expect_invalid(
+            app.client
+                .clone()
+                .get_cohort_retention(pb::GetCohortRetentionRequest::default())
+                .await,
+            "currency",
+        );
+    }
+);
