@@ -9,7 +9,7 @@ use clm_runtime::{Error, FieldViolation, tenant_of};
 
 use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
-use crate::domain::{Clock, acquisition, activity, cohorts, nps, rfm, stages};
+use crate::domain::{Clock, acquisition, activity, cohorts, funnel, nps, rfm, stages};
 use crate::store::{ContactFact, Ingested, Store, TransitionFact};
 
 /// Most events in one Ingest call.
@@ -138,9 +138,141 @@ fn not_yet(report: &str) -> Status {
 impl AnalyticsService for AnalyticsApi {
     async fn get_funnel(
         &self,
-        _: Request<pb::GetFunnelRequest>,
+        request: Request<pb::GetFunnelRequest>,
     ) -> Result<Response<pb::GetFunnelResponse>, Status> {
-        Err(not_yet("GetFunnel"))
+        let tenant = tenant(&request)?;
+        let r = request.into_inner();
+        let mut violations = Vec::new();
+        if !(2..=20).contains(&r.steps.len()) {
+            violations.push(FieldViolation::new("steps", "a funnel has 2 to 20 steps"));
+        }
+        for (i, step) in r.steps.iter().enumerate() {
+            if step.is_empty() || step.len() > 64 {
+                violations.push(FieldViolation::new(
+                    format!("steps[{i}]"),
+                    "must be 1 to 64 characters",
+                ));
+            }
+        }
+        if r.exclusion_steps.len() > 20 {
+            violations.push(FieldViolation::new("exclusion_steps", "at most 20"));
+        }
+        let window_micros = match &r.conversion_window {
+            None => 30 * crate::domain::DAY,
+            Some(d) => d.seconds.saturating_mul(1_000_000),
+        };
+        if window_micros <= 0 || window_micros > 3650 * crate::domain::DAY {
+            violations.push(FieldViolation::new(
+                "conversion_window",
+                "must be longer than zero and at most 10 years",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations).into());
+        }
+        let order = match pb::FunnelOrder::try_from(r.order) {
+            Ok(pb::FunnelOrder::Strict) => funnel::Order::Strict,
+            Ok(pb::FunnelOrder::Any) => funnel::Order::Any,
+            _ => funnel::Order::Sequential,
+        };
+        let (start, end, as_of) = window(r.range.as_ref(), r.as_of.as_ref(), (self.clock)())?;
+        let until = end
+            .saturating_add(window_micros)
+            .min(as_of.saturating_add(1));
+        let events = if r.over_stages {
+            self.store
+                .stage_entries(&tenant, STAGE_MODEL, start, until)
+                .await
+        } else {
+            let kinds: Vec<String> = r.steps.iter().chain(&r.exclusion_steps).cloned().collect();
+            // Strict order needs every tracked event to see what comes between steps.
+            let filter = (order != funnel::Order::Strict).then_some(kinds.as_slice());
+            self.store.events(&tenant, filter, start, until).await
+        }
+        .map_err(|e| internal(&e))?;
+        let breakdown = if r.breakdown_by.is_empty() {
+            None
+        } else {
+            let values = self
+                .store
+                .attribute(&tenant, &r.breakdown_by)
+                .await
+                .map_err(|e| internal(&e))?;
+            if values.is_empty() {
+                return Err(Error::invalid_field(
+                    "breakdown_by",
+                    "no contact of the tenant has this attribute",
+                )
+                .into());
+            }
+            Some(values)
+        };
+        let as_steps = |rows: Vec<funnel::StepRow>| {
+            rows.into_iter()
+                .map(|s| pb::FunnelStep {
+                    step: s.step,
+                    contacts: s.contacts,
+                    overall_conversion: s.overall,
+                    step_conversion: s.from_previous,
+                    median_time_from_previous: s.median_from_previous.map(|m| {
+                        prost_types::Duration {
+                            seconds: m / 1_000_000,
+                            nanos: ((m % 1_000_000) * 1000) as i32,
+                        }
+                    }),
+                })
+                .collect()
+        };
+        let keyed: Vec<(String, Vec<(i64, &str)>)> = events
+            .iter()
+            .map(|(contact, list)| {
+                let value = breakdown
+                    .as_ref()
+                    .and_then(|b| b.get(contact).cloned())
+                    .unwrap_or_default();
+                (value, list.iter().map(|(t, k)| (*t, k.as_str())).collect())
+            })
+            .collect();
+        let all: Vec<Vec<(i64, &str)>> = keyed.iter().map(|(_, e)| e.clone()).collect();
+        let total = funnel::funnel(
+            &all,
+            &r.steps,
+            &r.exclusion_steps,
+            order,
+            (start, end),
+            window_micros,
+        );
+        let groups = if breakdown.is_some() {
+            funnel::by_value(keyed)
+                .into_iter()
+                .map(|(value, contacts)| {
+                    let rows = funnel::funnel(
+                        &contacts,
+                        &r.steps,
+                        &r.exclusion_steps,
+                        order,
+                        (start, end),
+                        window_micros,
+                    );
+                    (value, rows)
+                })
+                // A value none of whose contacts entered the funnel is no row.
+                .filter(|(_, rows)| rows[0].contacts > 0)
+                .map(|(value, rows)| pb::Funnel {
+                    breakdown_value: value,
+                    steps: as_steps(rows),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pb::GetFunnelResponse {
+            total: Some(pb::Funnel {
+                breakdown_value: String::new(),
+                steps: as_steps(total),
+            }),
+            breakdown: groups,
+        }))
     }
 
     async fn get_stage_metrics(

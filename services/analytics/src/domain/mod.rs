@@ -3,6 +3,7 @@
 pub mod acquisition;
 pub mod activity;
 pub mod cohorts;
+pub mod funnel;
 pub mod money;
 pub mod nps;
 pub mod periods;

@@ -145,6 +145,81 @@ impl Store {
             .collect())
     }
 
+    /// Events of each contact in [start, end): interactions of `kinds` (all when `None`),
+    /// sorted by time. Funnels must scan facts: their steps are arbitrary types.
+    pub async fn events(
+        &self,
+        tenant: &str,
+        kinds: Option<&[String]>,
+        start: i64,
+        end: i64,
+    ) -> Result<HashMap<String, Vec<(i64, String)>>, DbErr> {
+        let mut query = fact::Entity::find()
+            .filter(fact::Column::TenantId.eq(tenant))
+            .filter(fact::Column::OccurredAt.gte(start))
+            .filter(fact::Column::OccurredAt.lt(end));
+        if let Some(kinds) = kinds {
+            query = query.filter(fact::Column::Kind.is_in(kinds.iter().cloned()));
+        }
+        let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        for f in query
+            .order_by_asc(fact::Column::OccurredAt)
+            .order_by_asc(fact::Column::EventId)
+            .all(&self.db)
+            .await?
+        {
+            out.entry(f.contact_id)
+                .or_default()
+                .push((f.occurred_at, f.kind));
+        }
+        Ok(out)
+    }
+
+    /// Stage entries of `model` in [start, end) as events named after the stage.
+    pub async fn stage_entries(
+        &self,
+        tenant: &str,
+        model: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<HashMap<String, Vec<(i64, String)>>, DbErr> {
+        let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        for t in transition::Entity::find()
+            .filter(transition::Column::TenantId.eq(tenant))
+            .filter(transition::Column::ModelId.eq(model))
+            .filter(transition::Column::OccurredAt.gte(start))
+            .filter(transition::Column::OccurredAt.lt(end))
+            .order_by_asc(transition::Column::OccurredAt)
+            .order_by_asc(transition::Column::EventId)
+            .all(&self.db)
+            .await?
+        {
+            out.entry(t.contact_id)
+                .or_default()
+                .push((t.occurred_at, t.to_stage));
+        }
+        Ok(out)
+    }
+
+    /// Each contact's value of attribute `key` (absent when the contact has none).
+    pub async fn attribute(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<HashMap<String, String>, DbErr> {
+        Ok(contact::Entity::find()
+            .filter(contact::Column::TenantId.eq(tenant))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let attributes: HashMap<String, String> =
+                    serde_json::from_value(c.attributes).ok()?;
+                Some((c.contact_id, attributes.get(key)?.clone()))
+            })
+            .collect())
+    }
+
     /// Each contact's creation instant.
     pub async fn created(&self, tenant: &str) -> Result<HashMap<String, i64>, DbErr> {
         Ok(contact::Entity::find()

@@ -436,11 +436,44 @@ backend_tests!(invalid_report_requests_name_their_fields, |db| async move {
             .await,
         "period",
     );
-    let funnel = client
-        .get_funnel(pb::GetFunnelRequest::default())
+    let value = client
+        .get_customer_value(pb::GetCustomerValueRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(funnel.code(), Code::Unimplemented);
+    assert_eq!(value.code(), Code::Unimplemented);
+    let steps = |n: usize| (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
+    expect_invalid(
+        client
+            .get_funnel(pb::GetFunnelRequest {
+                steps: steps(21),
+                ..Default::default()
+            })
+            .await,
+        "steps",
+    );
+    expect_invalid(
+        client
+            .get_funnel(pb::GetFunnelRequest {
+                steps: steps(2),
+                conversion_window: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .await,
+        "conversion_window",
+    );
+    expect_invalid(
+        client
+            .get_funnel(pb::GetFunnelRequest {
+                steps: steps(2),
+                breakdown_by: "shoe_size".into(),
+                ..Default::default()
+            })
+            .await,
+        "breakdown_by",
+    );
 });
 
 async fn seed_customers(app: &TestApp) {
@@ -565,7 +598,7 @@ backend_tests!(
             .unwrap()
             .into_inner();
         // On or after: Jan+ a, b, c; Feb+ a, b, c; Mar+ a (Apr), b, c; Apr a.
-    assert_eq!(later.cohorts[0].retained, [3, 3, 3, 1]);
+        assert_eq!(later.cohorts[0].retained, [3, 3, 3, 1]);
         expect_invalid(
             app.client
                 .clone()
@@ -575,3 +608,93 @@ backend_tests!(
         );
     }
 );
+
+backend_tests!(funnels_over_interactions_and_stages, |db| async move {
+    let app = TestApp::spawn(&db).await;
+    let mut de = app.contact("a", "ads", "");
+    if let Some(clm_proto::common::v1::contact_event::Kind::Upserted(u)) = &mut de.kind {
+        u.attributes.insert("country".into(), "DE".into());
+    }
+    let mut fr = app.contact("b", "ads", "");
+    if let Some(clm_proto::common::v1::contact_event::Kind::Upserted(u)) = &mut fr.kind {
+        u.attributes.insert("country".into(), "FR".into());
+    }
+    app.ingest(vec![
+        de,
+        fr,
+        // a: visit day 10, demo day 12, purchase day 15: all three steps.
+        app.interaction("a", "page_view", 10, 0),
+        app.interaction("a", "demo_request", 12, 0),
+        app.interaction("a", "purchase", 15, 1000),
+        // b: visit day 11, demo day 20, purchase day 50 (outside a 30-day window).
+        app.interaction("b", "page_view", 11, 0),
+        app.interaction("b", "demo_request", 20, 0),
+        app.interaction("b", "purchase", 50, 1000),
+        // c: a demo but no visit: never enters.
+        app.interaction("c", "demo_request", 12, 0),
+    ])
+    .await;
+    let reply = app
+        .client
+        .clone()
+        .get_funnel(pb::GetFunnelRequest {
+            steps: vec!["page_view".into(), "demo_request".into(), "purchase".into()],
+            range: days(0, 30),
+            breakdown_by: "country".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let total = reply.total.unwrap();
+    let counts: Vec<i64> = total.steps.iter().map(|s| s.contacts).collect();
+    assert_eq!(counts, [2, 2, 1]);
+    assert!((total.steps[2].overall_conversion - 0.5).abs() < 1e-12);
+    assert!((total.steps[2].step_conversion - 0.5).abs() < 1e-12);
+    // Days from visit to demo: 2 (a) and 9 (b): median 5.5 days.
+    assert_eq!(
+        total.steps[1].median_time_from_previous.unwrap().seconds,
+        5 * 86_400 + 43_200
+    );
+    let by_country: Vec<(String, Vec<i64>)> = reply
+        .breakdown
+        .iter()
+        .map(|f| {
+            (
+                f.breakdown_value.clone(),
+                f.steps.iter().map(|s| s.contacts).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_country,
+        [("DE".into(), vec![1, 1, 1]), ("FR".into(), vec![1, 1, 0])]
+    );
+
+    app.transitions(&[
+        ("a", "", "awareness", 1),
+        ("a", "awareness", "consideration", 3),
+        ("b", "", "awareness", 2),
+    ])
+    .await;
+    let stages = app
+        .client
+        .clone()
+        .get_funnel(pb::GetFunnelRequest {
+            steps: vec!["awareness".into(), "consideration".into()],
+            over_stages: true,
+            range: days(0, 30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let counts: Vec<i64> = stages
+        .total
+        .unwrap()
+        .steps
+        .iter()
+        .map(|s| s.contacts)
+        .collect();
+    assert_eq!(counts, [2, 1]);
+});

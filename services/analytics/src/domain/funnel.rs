@@ -1,0 +1,213 @@
+//! Funnels over ordered steps (interaction types, or stages entered). A contact enters at
+//! its first step-1 event in the range; the conversion window is measured from it.
+//!
+//! - *sequential*: each next step is the first event of its type after the previous step;
+//!   other events may come between.
+//! - *strict*: the next step must be the contact's very next tracked event.
+//! - *any*: steps may come in any order within the window; step k counts a contact that did
+//!   all of steps 1..k.
+//!
+//! An exclusion event after entry stops the contact's progress at the step it had reached.
+
+use std::collections::BTreeMap;
+
+use super::{Micros, median};
+
+/// How steps must follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// In order, others may come between.
+    Sequential,
+    /// In order, nothing between.
+    Strict,
+    /// In any order.
+    Any,
+}
+
+/// One step's numbers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepRow {
+    /// The step.
+    pub step: String,
+    /// Contacts that reached it.
+    pub contacts: i64,
+    /// Share of step 1.
+    pub overall: f64,
+    /// Share of the previous step.
+    pub from_previous: f64,
+    /// Median micros from the previous step.
+    pub median_from_previous: Option<Micros>,
+}
+
+/// How far one contact got, and when it reached each step.
+fn progress(
+    events: &[(Micros, &str)],
+    steps: &[String],
+    exclusions: &[String],
+    order: Order,
+    range: (Micros, Micros),
+    window: Micros,
+) -> Vec<Micros> {
+    let Some(entry) = events
+        .iter()
+        .position(|(t, kind)| *kind == steps[0] && *t >= range.0 && *t < range.1)
+    else {
+        return Vec::new();
+    };
+    let start = events[entry].0;
+    let deadline = start.saturating_add(window);
+    let after: Vec<&(Micros, &str)> = events[entry + 1..]
+        .iter()
+        .take_while(|(t, _)| *t <= deadline)
+        .collect();
+    let stop = after
+        .iter()
+        .find(|(_, kind)| exclusions.iter().any(|x| x == kind))
+        .map_or(Micros::MAX, |(t, _)| *t);
+    let mut reached = vec![start];
+    match order {
+        Order::Sequential => {
+            let mut from = 0;
+            for step in &steps[1..] {
+                match after[from..]
+                    .iter()
+                    .position(|(t, kind)| kind == step && *t < stop)
+                {
+                    Some(i) => {
+                        reached.push(after[from + i].0);
+                        from += i + 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        Order::Strict => {
+            for (i, step) in steps[1..].iter().enumerate() {
+                match after.get(i) {
+                    Some((t, kind)) if kind == step && *t < stop => reached.push(*t),
+                    _ => break,
+                }
+            }
+        }
+        Order::Any => {
+            let first_of = |step: &str| {
+                after
+                    .iter()
+                    .find(|(t, kind)| *kind == step && *t < stop)
+                    .map(|(t, _)| *t)
+            };
+            for step in &steps[1..] {
+                match first_of(step) {
+                    Some(t) => reached.push(t),
+                    None => break,
+                }
+            }
+        }
+    }
+    reached
+}
+
+/// The funnel of `contacts` (each with its events sorted by time).
+pub fn funnel(
+    contacts: &[Vec<(Micros, &str)>],
+    steps: &[String],
+    exclusions: &[String],
+    order: Order,
+    range: (Micros, Micros),
+    window: Micros,
+) -> Vec<StepRow> {
+    let mut counts = vec![0i64; steps.len()];
+    let mut gaps: Vec<Vec<Micros>> = vec![Vec::new(); steps.len()];
+    for events in contacts {
+        let reached = progress(events, steps, exclusions, order, range, window);
+        for (k, t) in reached.iter().enumerate() {
+            counts[k] += 1;
+            if k > 0 {
+                gaps[k].push((t - reached[k - 1]).abs());
+            }
+        }
+    }
+    let share = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    steps
+        .iter()
+        .enumerate()
+        .map(|(k, step)| StepRow {
+            step: step.clone(),
+            contacts: counts[k],
+            overall: share(counts[k], counts[0]),
+            from_previous: if k == 0 {
+                share(counts[0], counts[0])
+            } else {
+                share(counts[k], counts[k - 1])
+            },
+            median_from_previous: if k == 0 { None } else { median(&mut gaps[k]) },
+        })
+        .collect()
+}
+
+/// Groups contacts by a breakdown value, keeping their events.
+pub fn by_value<'a>(
+    contacts: Vec<(String, Vec<(Micros, &'a str)>)>,
+) -> BTreeMap<String, Vec<Vec<(Micros, &'a str)>>> {
+    let mut groups: BTreeMap<String, Vec<Vec<(Micros, &'a str)>>> = BTreeMap::new();
+    for (value, events) in contacts {
+        groups.entry(value).or_default().push(events);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn sequential_strict_and_any_differ_as_defined() {
+        let s = steps(&["visit", "signup", "buy"]);
+        let contacts = vec![
+            vec![(1, "visit"), (2, "email"), (3, "signup"), (5, "buy")], // all steps; not strict (email between)
+            vec![(1, "visit"), (2, "signup")],                           // two steps
+            vec![(1, "buy"), (2, "visit"), (4, "signup")], // buy before visit: any-order only
+            vec![(0, "visit")],                            // entered before the range
+        ];
+        let seq = funnel(&contacts, &s, &[], Order::Sequential, (1, 100), 50);
+        assert_eq!(
+            seq.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+            [3, 3, 1]
+        );
+        assert_eq!(seq[1].median_from_previous, Some(2)); // gaps 2, 1, 2
+        let strict = funnel(&contacts, &s, &[], Order::Strict, (1, 100), 50);
+        assert_eq!(
+            strict.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+            [3, 2, 0]
+        );
+        let any = funnel(&contacts, &s, &[], Order::Any, (1, 100), 50);
+        assert_eq!(
+            any.iter().map(|r| r.contacts).collect::<Vec<_>>(),
+            [3, 3, 1],
+            "the buy came before entry"
+        );
+        assert!((seq[2].overall - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn windows_and_exclusions_stop_progress() {
+        let s = steps(&["visit", "buy"]);
+        let contacts = vec![
+            vec![(1, "visit"), (100, "buy")],
+            vec![(1, "visit"), (2, "unsubscribe"), (3, "buy")],
+        ];
+        let rows = funnel(
+            &contacts,
+            &s,
+            &steps(&["unsubscribe"]),
+            Order::Sequential,
+            (0, 10),
+            50,
+        );
+        assert_eq!(rows.iter().map(|r| r.contacts).collect::<Vec<_>>(), [2, 0]);
+    }
+}
