@@ -485,6 +485,48 @@ pub(crate) enum ReportCommand {
     },
     /// Net Promoter Score, overall and by stage.
     Nps(ReportWindow),
+    /// Conversion through ordered steps: interaction types, or stages with --stages.
+    Funnel {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// The steps in order (2 to 20), e.g. page_view demo_request purchase.
+        #[arg(required = true, num_args = 2..=20)]
+        steps: Vec<String>,
+        /// The steps are stage names.
+        #[arg(long)]
+        stages: bool,
+        /// Conversion window in days, from the first step.
+        #[arg(long, default_value_t = 30)]
+        window_days: i64,
+        /// sequential, strict or any.
+        #[arg(long, default_value = "sequential")]
+        order: String,
+        /// Break down by a contact attribute.
+        #[arg(long, default_value = "")]
+        by: String,
+    },
+    /// Cohort retention by first-purchase month.
+    Cohorts {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// The currency of the orders counted.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// Count "on or after" period k instead of "on".
+        #[arg(long)]
+        on_or_after: bool,
+        /// Cohorts by creation instead of first purchase.
+        #[arg(long)]
+        by_creation: bool,
+    },
+    /// New, returning, resurrecting and dormant customers per month.
+    Activity {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// The currency of the orders counted.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+    },
 }
 
 fn parse_number_pair(text: &str) -> Result<(String, f64), String> {

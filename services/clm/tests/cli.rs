@@ -279,6 +279,14 @@ backend_tests!(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(suite.stdout(&["report", "stages"]).contains("conversion"));
+        assert!(suite.stdout(&["report", "activity"]).contains("returning"));
+        assert!(
+            suite
+                .stdout(&["report", "cohorts", "--json"])
+                .contains("\"size\":1")
+        );
+        let funnel = suite.stdout(&["report", "funnel", "--stages", "awareness", "conversion"]);
+        assert!(funnel.contains("100.0 %"), "{funnel}");
         let backlog = suite.stdout(&["outbox"]);
         assert!(backlog.contains("scoring"), "{backlog}");
         let models = suite.stdout(&["models", "list"]);

@@ -249,6 +249,170 @@ pub(crate) async fn report(command: ReportCommand) -> Result<(), BoxError> {
             }
             println!("{rows}");
         }
+        ReportCommand::Funnel {
+            window,
+            steps,
+            stages,
+            window_days,
+            order,
+            by,
+        } => {
+            let order = match order.as_str() {
+                "sequential" => pb::FunnelOrder::Sequential,
+                "strict" => pb::FunnelOrder::Strict,
+                "any" => pb::FunnelOrder::Any,
+                other => {
+                    return Err(format!("--order {other:?}: use sequential, strict or any").into());
+                }
+            };
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_funnel(pb::GetFunnelRequest {
+                    steps,
+                    over_stages: stages,
+                    range: range(&window)?,
+                    conversion_window: Some(prost_types::Duration {
+                        seconds: window_days * 86_400,
+                        nanos: 0,
+                    }),
+                    order: order as i32,
+                    breakdown_by: by,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            let funnels: Vec<pb::Funnel> = reply.total.into_iter().chain(reply.breakdown).collect();
+            if window.json {
+                let out: Vec<_> = funnels
+                    .iter()
+                    .map(|f| json!({"breakdown": f.breakdown_value, "steps": f.steps.iter().map(|s| json!({"step": s.step, "contacts": s.contacts,
+                        "overall": s.overall_conversion, "from_previous": s.step_conversion,
+                        "median_seconds_from_previous": s.median_time_from_previous.as_ref().map(|d| d.seconds)})).collect::<Vec<_>>()}))
+                    .collect();
+                println!("{}", json!({"funnels": out}));
+                return Ok(());
+            }
+            for f in funnels {
+                if !f.breakdown_value.is_empty() {
+                    println!("{}", f.breakdown_value);
+                }
+                let mut rows = table::new(&[
+                    "step",
+                    "contacts",
+                    "of first",
+                    "of previous",
+                    "median days from previous",
+                ]);
+                for s in f.steps {
+                    let days = s
+                        .median_time_from_previous
+                        .map(|d| format!("{:.1}", d.seconds as f64 / 86_400.0))
+                        .unwrap_or_default();
+                    rows.add_row(vec![
+                        s.step,
+                        s.contacts.to_string(),
+                        format!("{:.1} %", s.overall_conversion * 100.0),
+                        format!("{:.1} %", s.step_conversion * 100.0),
+                        days,
+                    ]);
+                }
+                println!("{rows}");
+            }
+        }
+        ReportCommand::Cohorts {
+            window,
+            currency,
+            on_or_after,
+            by_creation,
+        } => {
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_cohort_retention(pb::GetCohortRetentionRequest {
+                    range: range(&window)?,
+                    currency,
+                    basis: if by_creation {
+                        pb::CohortBasis::Creation
+                    } else {
+                        pb::CohortBasis::FirstPurchase
+                    } as i32,
+                    mode: if on_or_after {
+                        pb::RetentionMode::OnOrAfter
+                    } else {
+                        pb::RetentionMode::On
+                    } as i32,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            if window.json {
+                let rows: Vec<_> = reply
+                    .cohorts
+                    .iter()
+                    .chain(reply.weighted_mean.as_ref())
+                    .map(|c| json!({"cohort_start": c.cohort_start.as_ref().map(|t| t.seconds), "size": c.size,
+                        "retained": c.retained, "shares": c.shares}))
+                    .collect();
+                println!("{}", json!({"cohorts": rows}));
+                return Ok(());
+            }
+            let width = reply
+                .cohorts
+                .iter()
+                .map(|c| c.shares.len())
+                .max()
+                .unwrap_or(0);
+            let mut header = vec!["cohort".to_owned(), "size".to_owned()];
+            header.extend((0..width).map(|k| format!("+{k}")));
+            let header: Vec<&str> = header.iter().map(String::as_str).collect();
+            let mut rows = table::new(&header);
+            for c in reply.cohorts.iter().chain(reply.weighted_mean.as_ref()) {
+                let mut row = vec![
+                    c.cohort_start.as_ref().map_or_else(
+                        || "(weighted mean)".into(),
+                        |t| super::show_time(Some(t))[..7].to_owned(),
+                    ),
+                    c.size.to_string(),
+                ];
+                row.extend(c.shares.iter().map(|s| format!("{:.0} %", s * 100.0)));
+                rows.add_row(row);
+            }
+            println!("{rows}");
+        }
+        ReportCommand::Activity { window, currency } => {
+            let mut api = connect_analytics(&window.client).await?;
+            let reply = api
+                .get_activity_lifecycle(pb::GetActivityLifecycleRequest {
+                    range: range(&window)?,
+                    currency,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            if window.json {
+                let rows: Vec<_> = reply
+                    .periods
+                    .iter()
+                    .map(|p| json!({"period_start": p.period_start.as_ref().map(|t| t.seconds), "new": p.new,
+                        "returning": p.returning, "resurrecting": p.resurrecting, "dormant": p.dormant}))
+                    .collect();
+                println!("{}", json!({"periods": rows}));
+                return Ok(());
+            }
+            let mut rows = table::new(&["month", "new", "returning", "resurrecting", "dormant"]);
+            for p in reply.periods {
+                rows.add_row(vec![
+                    super::show_time(p.period_start.as_ref())[..7].to_owned(),
+                    p.new.to_string(),
+                    p.returning.to_string(),
+                    p.resurrecting.to_string(),
+                    p.dormant.to_string(),
+                ]);
+            }
+            println!("{rows}");
+        }
     }
     Ok(())
 }
