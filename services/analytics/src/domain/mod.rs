@@ -2,7 +2,9 @@
 
 pub mod acquisition;
 pub mod activity;
+pub mod clv;
 pub mod cohorts;
+pub mod fit;
 pub mod funnel;
 pub mod money;
 pub mod nps;
