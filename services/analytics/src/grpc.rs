@@ -7,9 +7,10 @@ use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use clm_proto::common::v1 as common;
 use clm_runtime::{Error, FieldViolation, tenant_of};
 
+use crate::domain::clv::{BgNbd, GammaGamma, Summary, discounted_value};
 use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
-use crate::domain::{Clock, acquisition, activity, cohorts, funnel, nps, rfm, stages};
+use crate::domain::{Clock, DAY, acquisition, activity, cohorts, funnel, nps, rfm, stages};
 use crate::store::{ContactFact, Ingested, Store, TransitionFact};
 
 /// Most events in one Ingest call.
@@ -128,10 +129,6 @@ fn period_span(
     };
     let last = period.index(day(end - 1)).min(period.index(day(as_of)));
     (first, last)
-}
-
-fn not_yet(report: &str) -> Status {
-    Status::unimplemented(format!("{report} is not available in this version of clm"))
 }
 
 #[tonic::async_trait]
@@ -428,9 +425,187 @@ impl AnalyticsService for AnalyticsApi {
 
     async fn get_customer_value(
         &self,
-        _: Request<pb::GetCustomerValueRequest>,
+        request: Request<pb::GetCustomerValueRequest>,
     ) -> Result<Response<pb::GetCustomerValueResponse>, Status> {
-        Err(not_yet("GetCustomerValue"))
+        let tenant = tenant(&request)?;
+        let r = request.into_inner();
+        let currency = currency_of(&r.currency)?;
+        let mut violations = Vec::new();
+        if !r.segment.is_empty() {
+            violations.push(FieldViolation::new(
+                "segment",
+                "segments live in lifecycle; ask for one contact or all customers",
+            ));
+        }
+        let unit_days = match common::Period::try_from(r.time_unit) {
+            Ok(common::Period::Unspecified | common::Period::Week) => 7.0,
+            Ok(common::Period::Day) => 1.0,
+            _ => {
+                violations.push(FieldViolation::new("time_unit", "must be day or week"));
+                7.0
+            }
+        };
+        let horizon = if r.horizon_units == 0 {
+            52
+        } else {
+            r.horizon_units
+        };
+        if !(1..=3650).contains(&horizon) {
+            violations.push(FieldViolation::new("horizon_units", "must be 1 to 3650"));
+        }
+        let rate = if r.discount_rate == 0.0 {
+            0.1
+        } else {
+            r.discount_rate
+        };
+        if !(0.0..=1.0).contains(&rate) {
+            violations.push(FieldViolation::new(
+                "discount_rate",
+                "must be between 0 and 1",
+            ));
+        }
+        if !violations.is_empty() {
+            return Err(Error::invalid(violations).into());
+        }
+        let now = (self.clock)();
+        let as_of = r.as_of.as_ref().map_or(now, micros);
+        let calibration_end = r.calibration_end.as_ref().map_or(as_of, micros).min(as_of);
+        let customers = self
+            .store
+            .customers(&tenant, &currency, as_of)
+            .await
+            .map_err(|e| internal(&e))?;
+        let as_of_day = crate::store::day_of(as_of);
+
+        // Simple CLV over the last two years before as_of: retention from the year before
+        // into the last year, orders per active customer and order value in the last year.
+        let (year_start, prev_start) = (as_of_day - 365, as_of_day - 730);
+        let mut active_last = 0i64;
+        let mut active_prev = 0i64;
+        let mut retained = 0i64;
+        let mut orders_last = 0i64;
+        let mut revenue_last = 0i64;
+        for c in &customers {
+            let last: Vec<&i64> = c.order_days.iter().filter(|d| **d > year_start).collect();
+            let prev = c
+                .order_days
+                .iter()
+                .any(|d| *d > prev_start && *d <= year_start);
+            active_last += i64::from(!last.is_empty());
+            active_prev += i64::from(prev);
+            retained += i64::from(prev && !last.is_empty());
+            orders_last += last.len() as i64;
+            revenue_last += c
+                .daily_micros
+                .iter()
+                .filter(|(d, _)| *d > year_start)
+                .map(|(_, m)| m)
+                .sum::<i64>();
+        }
+        let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let retention = ratio(retained, active_prev);
+        let yearly_purchases = ratio(orders_last, active_last);
+        let order_value =
+            crate::domain::money::divide(i128::from(revenue_last), i128::from(orders_last))
+                .unwrap_or_default() as i64;
+        let simple_clv = (retention * yearly_purchases * order_value as f64).round() as i64;
+
+        // Predictive CLV: summaries over the calibration window.
+        let calibration_day = calibration_end as f64 / DAY as f64;
+        let summarise = |c: &crate::store::Customer| -> Option<(Summary, f64)> {
+            let days: Vec<i64> = c
+                .order_days
+                .iter()
+                .copied()
+                .filter(|d| (*d as f64) <= calibration_day)
+                .collect();
+            let first = *days.first()?;
+            let repeat_values: Vec<i64> = c
+                .daily_micros
+                .iter()
+                .filter(|(d, _)| {
+                    *d > first && (*d as f64) <= calibration_day && days.binary_search(d).is_ok()
+                })
+                .map(|(_, m)| *m)
+                .collect();
+            let mean = if repeat_values.is_empty() {
+                0.0
+            } else {
+                repeat_values.iter().sum::<i64>() as f64 / repeat_values.len() as f64 / 1e6
+            };
+            Some((
+                Summary {
+                    x: (days.len() - 1) as u32,
+                    t_x: (days[days.len() - 1] - first) as f64 / unit_days,
+                    t: (calibration_day - first as f64) / unit_days,
+                },
+                mean,
+            ))
+        };
+        let summaries: Vec<(Summary, f64)> = customers.iter().filter_map(summarise).collect();
+        if summaries.len() < 10 {
+            return Err(Error::new(
+                clm_runtime::ErrorCode::FailedPrecondition,
+                "at least 10 customers are needed to fit the predictive models",
+            )
+            .into());
+        }
+        let bgnbd = BgNbd::fit(&summaries.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+        let repeaters: Vec<(u32, f64)> = summaries
+            .iter()
+            .filter(|(s, m)| s.x > 0 && *m > 0.0)
+            .map(|(s, m)| (s.x, *m))
+            .collect();
+        let gg = (repeaters.len() >= 10).then(|| GammaGamma::fit(&repeaters));
+        let population_value = gg.map_or(order_value as f64 / 1e6, |g| g.p * g.gamma / (g.q - 1.0));
+        let units_per_year = 365.25 / unit_days;
+        let value_of = |(s, m): &(Summary, f64)| {
+            let value = match gg {
+                Some(g) if s.x > 0 && *m > 0.0 => g.expected_value(s.x, *m),
+                _ => population_value,
+            };
+            (
+                bgnbd.expected_purchases(s, f64::from(horizon)),
+                bgnbd.p_alive(s),
+                discounted_value(&bgnbd, s, value, horizon as u32, units_per_year, rate),
+            )
+        };
+        let (scope, historic) = if r.contact_id.is_empty() {
+            (
+                summaries.clone(),
+                customers.iter().map(|c| c.revenue_micros).sum::<i64>(),
+            )
+        } else {
+            let customer = customers
+                .iter()
+                .find(|c| c.contact_id == r.contact_id)
+                .ok_or_else(|| {
+                    Status::from(Error::new(
+                        clm_runtime::ErrorCode::NotFound,
+                        format!("contact {} has no orders in {currency}", r.contact_id),
+                    ))
+                })?;
+            (
+                summarise(customer).into_iter().collect(),
+                customer.revenue_micros,
+            )
+        };
+        let values: Vec<(f64, f64, f64)> = scope.iter().map(value_of).collect();
+        let n = values.len().max(1) as f64;
+        let mean = |f: fn(&(f64, f64, f64)) -> f64| values.iter().map(f).sum::<f64>() / n;
+        Ok(Response::new(pb::GetCustomerValueResponse {
+            historic_revenue: Some(money(historic, &currency)),
+            simple_clv: Some(money(simple_clv, &currency)),
+            average_yearly_retention: retention,
+            yearly_purchases,
+            average_order_value: Some(money(order_value, &currency)),
+            predictive_clv: Some(money((mean(|v| v.2) * 1e6).round() as i64, &currency)),
+            expected_purchases: mean(|v| v.0),
+            probability_alive: mean(|v| v.1),
+            bgnbd_params: vec![bgnbd.r, bgnbd.alpha, bgnbd.a, bgnbd.b],
+            gamma_gamma_params: gg.map_or_else(Vec::new, |g| vec![g.p, g.q, g.gamma]),
+            customers: customers.len() as i64,
+        }))
     }
 
     async fn record_spend(

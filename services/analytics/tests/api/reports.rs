@@ -436,11 +436,30 @@ backend_tests!(invalid_report_requests_name_their_fields, |db| async move {
             .await,
         "period",
     );
-    let value = client
-        .get_customer_value(pb::GetCustomerValueRequest::default())
+    expect_invalid(
+        client
+            .get_customer_value(pb::GetCustomerValueRequest::default())
+            .await,
+        "currency",
+    );
+    expect_invalid(
+        client
+            .get_customer_value(pb::GetCustomerValueRequest {
+                currency: "EUR".into(),
+                time_unit: clm_proto::common::v1::Period::Month as i32,
+                ..Default::default()
+            })
+            .await,
+        "time_unit",
+    );
+    let too_few = client
+        .get_customer_value(pb::GetCustomerValueRequest {
+            currency: "EUR".into(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
-    assert_eq!(value.code(), Code::Unimplemented);
+    assert_eq!(too_few.code(), Code::FailedPrecondition);
     let steps = |n: usize| (0..n).map(|i| format!("s{i}")).collect::<Vec<_>>();
     expect_invalid(
         client
@@ -697,4 +716,69 @@ backend_tests!(funnels_over_interactions_and_stages, |db| async move {
         .map(|s| s.contacts)
         .collect();
     assert_eq!(counts, [2, 1]);
+});
+
+backend_tests!(customer_value_simple_and_predictive, |db| async move {
+    let app = TestApp::spawn(&db).await;
+    let mut events = vec![
+        // As of day 800: the year before is days 71-435, the last year days 436-800.
+        app.interaction("a", "purchase", 300, 1000), // a: active both years: retained
+        app.interaction("a", "purchase", 500, 2000),
+        app.interaction("b", "purchase", 200, 3000), // b: only the year before
+        app.interaction("c", "purchase", 700, 4000), // c: only the last year, twice
+        app.interaction("c", "purchase", 750, 6000),
+    ];
+    // Ten early customers outside both years, so the models have enough to fit.
+    for i in 0..10 {
+        events.push(app.interaction(&format!("early{i}"), "purchase", 50, 100));
+        events.push(app.interaction(&format!("early{i}"), "purchase", 60 + i, 100));
+    }
+    app.ingest(events).await;
+    let reply = app
+        .client
+        .clone()
+        .get_customer_value(pb::GetCustomerValueRequest {
+            currency: "EUR".into(),
+            as_of: Some(ts(800 * DAY)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Retention 1 of 2, orders per active customer 3 / 2, order value 120.00 / 3.
+    assert!((reply.average_yearly_retention - 0.5).abs() < 1e-12);
+    assert!((reply.yearly_purchases - 1.5).abs() < 1e-12);
+    assert_eq!(reply.average_order_value.unwrap().amount_micros, 40_000_000);
+    assert_eq!(reply.simple_clv.unwrap().amount_micros, 30_000_000);
+    assert_eq!(reply.historic_revenue.unwrap().amount_micros, 180_000_000);
+    assert_eq!(reply.customers, 13);
+    assert_eq!(reply.bgnbd_params.len(), 4);
+    assert!(reply.bgnbd_params.iter().all(|p| p.is_finite() && *p > 0.0));
+    assert!((0.0..=1.0).contains(&reply.probability_alive));
+    assert!(reply.expected_purchases >= 0.0);
+    let one = app
+        .client
+        .clone()
+        .get_customer_value(pb::GetCustomerValueRequest {
+            contact_id: "c".into(),
+            currency: "EUR".into(),
+            as_of: Some(ts(800 * DAY)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(one.historic_revenue.unwrap().amount_micros, 100_000_000);
+    let nobody = app
+        .client
+        .clone()
+        .get_customer_value(pb::GetCustomerValueRequest {
+            contact_id: "nobody".into(),
+            currency: "EUR".into(),
+            as_of: Some(ts(800 * DAY)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound);
 });
