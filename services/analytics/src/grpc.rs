@@ -572,7 +572,7 @@ impl AnalyticsService for AnalyticsApi {
         };
         let (scope, historic) = if r.contact_id.is_empty() {
             (
-                summaries.clone(),
+                summaries,
                 customers.iter().map(|c| c.revenue_micros).sum::<i64>(),
             )
         } else {
