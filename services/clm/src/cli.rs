@@ -519,6 +519,20 @@ pub(crate) enum ReportCommand {
         #[arg(long)]
         by_creation: bool,
     },
+    /// Customer value: historic revenue, simple CLV and predictive CLV (BG/NBD, Gamma-Gamma).
+    Clv {
+        #[command(flatten)]
+        window: ReportWindow,
+        /// One contact (default: the average customer).
+        #[arg(long, default_value = "")]
+        contact: String,
+        /// The currency.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// Prediction horizon in weeks.
+        #[arg(long, default_value_t = 52)]
+        weeks: i32,
+    },
     /// New, returning, resurrecting and dormant customers per month.
     Activity {
         #[command(flatten)]

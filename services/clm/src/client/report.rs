@@ -413,6 +413,59 @@ pub(crate) async fn report(command: ReportCommand) -> Result<(), BoxError> {
             }
             println!("{rows}");
         }
+        ReportCommand::Clv {
+            window,
+            contact,
+            currency,
+            weeks,
+        } => {
+            let mut api = connect_analytics(&window.client).await?;
+            let v = api
+                .get_customer_value(pb::GetCustomerValueRequest {
+                    contact_id: contact,
+                    currency,
+                    horizon_units: weeks,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| explain(&s))?
+                .into_inner();
+            if window.json {
+                println!(
+                    "{}",
+                    json!({"historic_revenue_micros": micros(v.historic_revenue.as_ref()), "simple_clv_micros": micros(v.simple_clv.as_ref()),
+                        "average_yearly_retention": v.average_yearly_retention, "yearly_purchases": v.yearly_purchases,
+                        "average_order_value_micros": micros(v.average_order_value.as_ref()),
+                        "predictive_clv_micros": micros(v.predictive_clv.as_ref()), "expected_purchases": v.expected_purchases,
+                        "probability_alive": v.probability_alive, "bgnbd": v.bgnbd_params, "gamma_gamma": v.gamma_gamma_params,
+                        "customers": v.customers})
+                );
+                return Ok(());
+            }
+            let mut rows = table::new(&["measure", "value"]);
+            for (name, value) in [
+                ("customers", v.customers.to_string()),
+                ("historic revenue", show(v.historic_revenue.as_ref())),
+                (
+                    "average yearly retention",
+                    format!("{:.1} %", v.average_yearly_retention * 100.0),
+                ),
+                ("yearly purchases", format!("{:.2}", v.yearly_purchases)),
+                ("average order value", show(v.average_order_value.as_ref())),
+                ("simple CLV", show(v.simple_clv.as_ref())),
+                ("expected purchases", format!("{:.2}", v.expected_purchases)),
+                ("P(alive)", format!("{:.2}", v.probability_alive)),
+                ("predictive CLV", show(v.predictive_clv.as_ref())),
+                ("BG/NBD r, alpha, a, b", format!("{:.3?}", v.bgnbd_params)),
+                (
+                    "Gamma-Gamma p, q, gamma",
+                    format!("{:.3?}", v.gamma_gamma_params),
+                ),
+            ] {
+                rows.add_row(vec![name.to_owned(), value]);
+            }
+            println!("{rows}");
+        }
     }
     Ok(())
 }
