@@ -43,3 +43,38 @@ impl Wake {
         self.0.subscribe()
     }
 }
+
+/// Publishes each target's backlog (`clm_outbox_depth`, `clm_outbox_oldest_age_seconds`)
+/// on `metrics`, read from `db` at every scrape.
+pub fn register_metrics(
+    metrics: &clm_runtime::Metrics,
+    db: sea_orm::DatabaseConnection,
+    targets: &'static [&'static str],
+) {
+    let depth = metrics.target_gauge(
+        "outbox_depth",
+        "Outbox rows waiting for delivery, by target",
+    );
+    let age = metrics.target_gauge(
+        "outbox_oldest_age_seconds",
+        "Age of the oldest undelivered outbox row, by target",
+    );
+    metrics.on_scrape(std::sync::Arc::new(move || {
+        let (db, depth, age) = (db.clone(), depth.clone(), age.clone());
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            for target in targets {
+                let labels = clm_runtime::metrics::TargetLabels {
+                    target: (*target).to_owned(),
+                };
+                if let Ok(stats) = stats(&db, target).await {
+                    depth.get_or_create(&labels).set(stats.depth as i64);
+                    age.get_or_create(&labels)
+                        .set(stats.oldest_created_at.map_or(0, |t| (now - t) / 1_000_000));
+                }
+            }
+        })
+    }));
+}

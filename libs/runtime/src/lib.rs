@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod metrics;
 pub mod page_token;
 mod server;
 mod shutdown;
 mod tenant;
 
 pub use error::{Error, ErrorCode, FieldViolation};
-pub use server::{DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, serve};
+pub use metrics::Metrics;
+pub use server::{Admin, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, tenant_of};

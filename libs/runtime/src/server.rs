@@ -31,6 +31,16 @@ impl Default for ServeOptions {
     }
 }
 
+/// The admin HTTP endpoint of a server: its metrics, and where to serve them (none for
+/// no endpoint).
+#[derive(Debug, Default)]
+pub struct Admin {
+    /// Where `/metrics` and `/healthz` are served.
+    pub listener: Option<TcpListener>,
+    /// The server's metrics.
+    pub metrics: crate::Metrics,
+}
+
 /// The largest encoded message a server accepts, unless a service chooses otherwise.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -45,8 +55,16 @@ pub async fn serve(
     mut routes: Routes,
     service_names: &[&str],
     options: &ServeOptions,
+    admin: Admin,
     shutdown: Shutdown,
 ) -> Result<(), crate::Error> {
+    let admin_task = admin.listener.map(|listener| {
+        tokio::spawn(crate::metrics::serve_admin(
+            listener,
+            admin.metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
     let internal = |e: &dyn std::fmt::Display| {
         crate::Error::new(crate::ErrorCode::Internal, format!("server: {e}"))
     };
@@ -62,6 +80,7 @@ pub async fn serve(
     routes = routes.add_service(health).add_service(reflection);
 
     let layers = tower::ServiceBuilder::new()
+        .layer(crate::metrics::RecordRpcs(admin.metrics))
         .load_shed()
         .concurrency_limit(options.concurrency_limit)
         .into_inner();
@@ -106,7 +125,7 @@ pub async fn serve(
         result = &mut server => return result.map_err(|e| internal(&e)),
         () = shutdown.wait() => {}
     }
-    match tokio::time::timeout(options.grace_period, server).await {
+    let drained = match tokio::time::timeout(options.grace_period, server).await {
         Ok(result) => result.map_err(|e| internal(&e)),
         Err(_) => {
             tracing::warn!(
@@ -115,5 +134,9 @@ pub async fn serve(
             );
             Ok(())
         }
+    };
+    if let Some(task) = admin_task {
+        let _ = task.await;
     }
+    drained
 }

@@ -42,6 +42,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts, limits and grace period.
     pub serve: ServeOptions,
+    /// Where `/metrics` and `/healthz` are served (none: no admin endpoint).
+    pub admin_listen: Option<SocketAddr>,
     /// Where "now" comes from.
     pub clock: Clock,
 }
@@ -57,6 +59,7 @@ impl Config {
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
+            admin_listen: None,
             clock: domain::system_clock(),
         }
     }
@@ -82,6 +85,8 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    admin: Option<TcpListener>,
+    metrics: clm_runtime::Metrics,
     api: AnalyticsApi,
     config: Config,
 }
@@ -108,10 +113,25 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let admin =
+            match config.admin_listen {
+                Some(admin_addr) => {
+                    Some(TcpListener::bind(admin_addr).await.map_err(|source| {
+                        StartError::Bind {
+                            addr: admin_addr,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let metrics = clm_runtime::Metrics::new();
         let api = AnalyticsApi::new(Store::new(db), config.clock.clone());
         Ok(Self {
             listener,
             addr,
+            admin,
+            metrics,
             api,
             config,
         })
@@ -120,6 +140,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` is triggered, then drains.
@@ -133,6 +158,10 @@ impl Application {
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
+            clm_runtime::Admin {
+                listener: self.admin,
+                metrics: self.metrics,
+            },
             shutdown,
         )
         .await

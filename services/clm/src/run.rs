@@ -100,6 +100,16 @@ fn default_addr(text: &str) -> SocketAddr {
     text.parse().expect("a valid default address")
 }
 
+/// The admin address of the service at `offset` (0 contacts .. 3 analytics).
+fn admin_addr(args: &ServerArgs, offset: u16) -> Option<SocketAddr> {
+    let port = if args.admin_base_port == 0 {
+        0
+    } else {
+        args.admin_base_port + offset
+    };
+    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 fn serve_options(args: &ServerArgs) -> ServeOptions {
     ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
@@ -124,6 +134,7 @@ async fn contacts_app(
         page_token_secret: args.page_token_secret.clone(),
         max_message_bytes: args.max_message_bytes,
         serve: serve_options(args),
+        admin_listen: admin_addr(args, 0),
         scoring_addr: Some(peers.0),
         analytics_addr: Some(peers.1),
         relay: clm_outbox::RelayOptions::default(),
@@ -144,6 +155,7 @@ async fn analytics_app(
     config.migrate = !args.no_migrate;
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args);
+    config.admin_listen = admin_addr(args, 3);
     let app = clm_analytics::Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "analytics ready");
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
@@ -163,6 +175,7 @@ async fn lifecycle_app(
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args);
     config.analytics_addr = Some(analytics_addr);
+    config.admin_listen = admin_addr(args, 2);
     let app = clm_lifecycle::Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "lifecycle ready");
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
@@ -183,6 +196,7 @@ async fn scoring_app(
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args);
     config.lifecycle_addr = Some(lifecycle_addr);
+    config.admin_listen = admin_addr(args, 1);
     let app = clm_scoring::Application::build(config).await?;
     tracing::info!(addr = %app.local_addr(), "scoring ready");
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))

@@ -75,6 +75,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
         .env("CLM_SCORING_ADDR", &scoring_addr)
         .env("CLM_LIFECYCLE_ADDR", &lifecycle_addr)
         .env("CLM_ANALYTICS_ADDR", &analytics_addr)
+        .env("CLM_ADMIN_BASE_PORT", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

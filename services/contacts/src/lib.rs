@@ -45,6 +45,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts, limits and grace period.
     pub serve: ServeOptions,
+    /// Where `/metrics` and `/healthz` are served (none: no admin endpoint).
+    pub admin_listen: Option<SocketAddr>,
     /// Where scoring listens; contact events are delivered there. Without it they wait in
     /// the outbox.
     pub scoring_addr: Option<String>,
@@ -65,6 +67,7 @@ impl Config {
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
+            admin_listen: None,
             scoring_addr: None,
             analytics_addr: None,
             relay: clm_outbox::RelayOptions::default(),
@@ -95,6 +98,8 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    admin: Option<TcpListener>,
+    metrics: clm_runtime::Metrics,
     api: ContactsApi,
     relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>>,
     config: Config,
@@ -130,6 +135,20 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let admin =
+            match config.admin_listen {
+                Some(admin_addr) => {
+                    Some(TcpListener::bind(admin_addr).await.map_err(|source| {
+                        StartError::Bind {
+                            addr: admin_addr,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let metrics = clm_runtime::Metrics::new();
+        clm_outbox::register_metrics(&metrics, db.clone(), store::events::TARGETS);
         let wake = clm_outbox::Wake::new();
         let mut relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>> =
             Vec::new();
@@ -160,6 +179,8 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            admin,
+            metrics,
             api,
             relays,
             config,
@@ -169,6 +190,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound port.
@@ -192,6 +218,10 @@ impl Application {
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
+            clm_runtime::Admin {
+                listener: self.admin,
+                metrics: self.metrics,
+            },
             shutdown.clone(),
         )
         .await;

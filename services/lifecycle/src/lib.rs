@@ -47,6 +47,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts, limits and grace period.
     pub serve: ServeOptions,
+    /// Where `/metrics` and `/healthz` are served (none: no admin endpoint).
+    pub admin_listen: Option<SocketAddr>,
     /// Where "now" comes from.
     pub clock: Clock,
     /// How often timed work runs (`None`: never by itself, for tests that drive it).
@@ -69,6 +71,7 @@ impl Config {
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
+            admin_listen: None,
             clock: domain::system_clock(),
             scheduler_interval: Some(Duration::from_secs(60)),
             analytics_addr: None,
@@ -114,6 +117,8 @@ impl Scheduler {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    admin: Option<TcpListener>,
+    metrics: clm_runtime::Metrics,
     api: LifecycleApi,
     scheduler: Scheduler,
     relay: Option<clm_outbox::Relay<relay::AnalyticsDelivery>>,
@@ -142,6 +147,20 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let admin =
+            match config.admin_listen {
+                Some(admin_addr) => {
+                    Some(TcpListener::bind(admin_addr).await.map_err(|source| {
+                        StartError::Bind {
+                            addr: admin_addr,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let metrics = clm_runtime::Metrics::new();
+        clm_outbox::register_metrics(&metrics, db.clone(), &[store::engine::ANALYTICS]);
         let wake = clm_outbox::Wake::new();
         let relay = match &config.analytics_addr {
             Some(addr) => Some(clm_outbox::Relay::new(
@@ -166,6 +185,8 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            admin,
+            metrics,
             api,
             scheduler,
             relay,
@@ -176,6 +197,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The timed-work runner.
@@ -220,6 +246,10 @@ impl Application {
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
+            clm_runtime::Admin {
+                listener: self.admin,
+                metrics: self.metrics,
+            },
             shutdown.clone(),
         )
         .await;

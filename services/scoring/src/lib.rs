@@ -54,6 +54,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Timeouts, limits and grace period.
     pub serve: ServeOptions,
+    /// Where `/metrics` and `/healthz` are served (none: no admin endpoint).
+    pub admin_listen: Option<SocketAddr>,
     /// Where "now" comes from.
     pub clock: Clock,
     /// Where lifecycle listens; signals are delivered there. Without it they wait in the
@@ -87,6 +89,7 @@ impl Config {
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
+            admin_listen: None,
             clock: domain::system_clock(),
             lifecycle_addr: None,
             relay: clm_outbox::RelayOptions::default(),
@@ -120,6 +123,8 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    admin: Option<TcpListener>,
+    metrics: clm_runtime::Metrics,
     api: ScoringApi,
     cache: ScoreCache,
     relay: Option<clm_outbox::Relay<relay::LifecycleDelivery>>,
@@ -154,6 +159,36 @@ impl Application {
             addr: config.listen,
             source,
         })?;
+        let admin =
+            match config.admin_listen {
+                Some(admin_addr) => {
+                    Some(TcpListener::bind(admin_addr).await.map_err(|source| {
+                        StartError::Bind {
+                            addr: admin_addr,
+                            source,
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let metrics = clm_runtime::Metrics::new();
+        clm_outbox::register_metrics(&metrics, db.clone(), &[signals::TARGET]);
+        let (hits, misses, errors) = (
+            metrics.gauge("cache_hits", "Score reads answered by the cache"),
+            metrics.gauge("cache_misses", "Score reads the cache could not answer"),
+            metrics.gauge(
+                "cache_errors",
+                "Cache operations that failed and fell back to the database",
+            ),
+        );
+        let counted = cache.clone();
+        metrics.on_scrape(std::sync::Arc::new(move || {
+            let stats = counted.stats();
+            hits.set(stats.hits as i64);
+            misses.set(stats.misses as i64);
+            errors.set(stats.errors as i64);
+            Box::pin(async {})
+        }));
         let wake = clm_outbox::Wake::new();
         let relay = match &config.lifecycle_addr {
             Some(addr) => Some(clm_outbox::Relay::new(
@@ -174,6 +209,8 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            admin,
+            metrics,
             api,
             cache,
             relay,
@@ -184,6 +221,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The score cache (its counters tell the hit ratio and fallbacks).
@@ -206,6 +248,10 @@ impl Application {
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
             &self.config.serve,
+            clm_runtime::Admin {
+                listener: self.admin,
+                metrics: self.metrics,
+            },
             shutdown.clone(),
         )
         .await;

@@ -20,6 +20,7 @@ pub use clm_testkit::backend_tests;
 /// A running contacts service and a client of it.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    pub admin: Option<std::net::SocketAddr>,
     pub client: ContactsServiceClient<Channel>,
     pub db: sea_orm::DatabaseConnection,
     shutdown: Shutdown,
@@ -58,6 +59,7 @@ impl TestApp {
             .await
             .expect("the service starts");
         let addr = app.local_addr();
+        let admin = app.admin_addr();
         let db = clm_store::connect("contacts", database.location())
             .await
             .expect("a second connection");
@@ -71,6 +73,7 @@ impl TestApp {
         wait_until_serving(channel.clone()).await;
         Self {
             addr,
+            admin,
             client: ContactsServiceClient::new(channel),
             db,
             shutdown,

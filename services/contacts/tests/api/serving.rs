@@ -133,3 +133,73 @@ backend_tests!(shutdown_turns_health_off_and_drains, |db| async move {
         .await;
     assert!(after.is_err(), "no longer served");
 });
+
+/// A GET on the admin endpoint: (status line, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+backend_tests!(metrics_and_healthz_on_the_admin_endpoint, |db| async move {
+    let app = TestApp::spawn_with(db, |c| {
+        c.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    for i in 0..3 {
+        app.create(&format!("m{i}@example.com")).await;
+    }
+    let refused = app
+        .client
+        .clone()
+        .create_contact(pb::CreateContactRequest {
+            contact: Some(contact("not-an-email")),
+        })
+        .await;
+    assert!(refused.is_err());
+    let admin = app.admin.expect("an admin endpoint");
+    let (status, body) = http_get(admin, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let line = |needle: &str| {
+        body.lines()
+            .find(|l| l.starts_with(needle))
+            .map(str::to_owned)
+    };
+    let created = line(
+        r#"clm_rpc_requests_total{method="clm.contacts.v1.ContactsService/CreateContact",code="0"}"#,
+    );
+    assert_eq!(
+        created.as_deref().and_then(|l| l.rsplit(' ').next()),
+        Some("3"),
+        "{body}"
+    );
+    let invalid = line(
+        r#"clm_rpc_requests_total{method="clm.contacts.v1.ContactsService/CreateContact",code="3"}"#,
+    );
+    assert_eq!(
+        invalid.as_deref().and_then(|l| l.rsplit(' ').next()),
+        Some("1"),
+        "{body}"
+    );
+    assert!(body.contains("clm_rpc_duration_seconds_bucket"), "{body}");
+    let depth = line(r#"clm_outbox_depth{target="scoring"}"#);
+    assert_eq!(
+        depth.as_deref().and_then(|l| l.rsplit(' ').next()),
+        Some("3"),
+        "one event per contact: {body}"
+    );
+    assert!(body.contains("clm_rpc_in_flight"));
+    let (health, text) = http_get(admin, "/healthz").await;
+    assert!(
+        health.contains("200") && text.contains("SERVING"),
+        "{health} {text}"
+    );
+});
