@@ -78,13 +78,13 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
         .env("CLM_ADMIN_BASE_PORT", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(database.data_dir().join("clm-up.log")).expect("a log file"));
     if let Some(url) = database.database_url() {
         command.env("CLM_DATABASE_URL", url);
     }
     let started = Instant::now();
     let child = command.spawn().expect("start clm up");
-    let suite = Suite {
+    let mut suite = Suite {
         child,
         addr: addr.clone(),
         scoring_addr,
@@ -97,7 +97,18 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
     use tonic_health::pb::health_client::HealthClient;
     let deadline = started + Duration::from_secs(30);
     loop {
-        assert!(Instant::now() < deadline, "contacts never became SERVING");
+        let log = || {
+            std::fs::read_to_string(suite._database.data_dir().join("clm-up.log"))
+                .unwrap_or_default()
+        };
+        if let Ok(Some(status)) = suite.child.try_wait() {
+            panic!("clm up exited with {status}: {}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "contacts never became SERVING: {}",
+            log()
+        );
         if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
