@@ -62,6 +62,14 @@ pub struct Relay<D> {
     deliver: D,
     wake: tokio::sync::watch::Receiver<u64>,
     options: RelayOptions,
+    counters: Option<Counters>,
+}
+
+/// Delivery counters of a relay on a service's metrics.
+#[derive(Clone)]
+struct Counters {
+    delivered: prometheus_client::metrics::counter::Counter,
+    retried: prometheus_client::metrics::counter::Counter,
 }
 
 /// What one turn achieved.
@@ -98,7 +106,34 @@ impl<D: Deliver> Relay<D> {
             deliver,
             wake: wake.subscribe(),
             options,
+            counters: None,
         }
+    }
+
+    /// Counts this relay's deliveries and retries on `metrics`
+    /// (`clm_relay_delivered_total{target}`, `clm_relay_retries_total{target}`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: &clm_runtime::Metrics) -> Self {
+        let labels = clm_runtime::metrics::TargetLabels {
+            target: self.target.to_owned(),
+        };
+        self.counters = Some(Counters {
+            delivered: metrics
+                .target_counter(
+                    "relay_delivered",
+                    "Outbox rows delivered and acknowledged, by target",
+                )
+                .get_or_create(&labels)
+                .clone(),
+            retried: metrics
+                .target_counter(
+                    "relay_retries",
+                    "Outbox rows whose delivery failed and was rescheduled, by target",
+                )
+                .get_or_create(&labels)
+                .clone(),
+        });
+        self
     }
 
     /// Delivers until `shutdown`; database errors are logged and retried.
@@ -159,6 +194,9 @@ impl<D: Deliver> Relay<D> {
                 Ok(()) => {
                     store::acknowledge(&self.db, &ids).await?;
                     turn.delivered += ids.len();
+                    if let Some(c) = &self.counters {
+                        c.delivered.inc_by(ids.len() as u64);
+                    }
                 }
                 Err(error) => {
                     let delay = self.backoff(attempt);
@@ -171,6 +209,9 @@ impl<D: Deliver> Relay<D> {
                     );
                     store::release(&self.db, &ids, micros_now() + micros(delay), &error.0).await?;
                     turn.failed += ids.len();
+                    if let Some(c) = &self.counters {
+                        c.retried.inc_by(ids.len() as u64);
+                    }
                 }
             }
         }

@@ -47,6 +47,8 @@ pub struct Metrics {
     in_flight: Gauge,
     shed: Counter,
     refreshers: Arc<std::sync::Mutex<Vec<Refresher>>>,
+    counters:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Family<TargetLabels, Counter>>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -90,6 +92,7 @@ impl Metrics {
             in_flight,
             shed,
             refreshers: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -105,6 +108,24 @@ impl Metrics {
             .expect("metrics registry")
             .register(name, help, family.clone());
         family
+    }
+
+    /// The counter family `name` labelled by target (relay deliveries and retries),
+    /// registered on first use and shared afterwards.
+    pub fn target_counter(&self, name: &str, help: &str) -> Family<TargetLabels, Counter> {
+        let mut counters = self.counters.lock().expect("metrics counters");
+        counters
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                let family = Family::<TargetLabels, Counter>::default();
+                self.registry.lock().expect("metrics registry").register(
+                    name,
+                    help,
+                    family.clone(),
+                );
+                family
+            })
+            .clone()
     }
 
     /// Registers a plain gauge.
@@ -208,6 +229,12 @@ where
                     "8".to_owned()
                 }
             };
+            // The request's span (from the server's trace_fn) gets its status too.
+            let span = tracing::Span::current();
+            span.record("rpc.grpc.status_code", code.parse::<i64>().unwrap_or(2));
+            if code != "0" {
+                span.record("otel.status_code", "ERROR");
+            }
             let labels = RpcLabels { method, code };
             metrics.requests.get_or_create(&labels).inc();
             metrics

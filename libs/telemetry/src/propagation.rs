@@ -42,13 +42,29 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     if service.starts_with("grpc.health.") {
         return tracing::Span::none();
     }
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| (a.host().to_owned(), a.port_u16()))
+        .or_else(|| {
+            let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
+            let (name, port) = host
+                .rsplit_once(':')
+                .map_or((host, None), |(n, p)| (n, p.parse().ok()));
+            Some((name.to_owned(), port))
+        });
+    let (address, port) = authority.unwrap_or_default();
     let span = tracing::info_span!(
         "grpc.server",
         otel.name = %path.trim_start_matches('/'),
         otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         rpc.system = "grpc",
         rpc.service = %service,
         rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        server.address = %address,
+        server.port = port.unwrap_or_default(),
     );
     let parent = opentelemetry::global::get_text_map_propagator(|p| {
         p.extract(&HeaderExtractor(request.headers()))

@@ -159,7 +159,8 @@ impl Application {
                 relay::ScoringDelivery::new(addr)?,
                 wake.clone(),
                 config.relay.clone(),
-            );
+            )
+            .with_metrics(&metrics);
             relays.push(Box::new(move |shutdown| tokio::spawn(relay.run(shutdown))));
         }
         if let Some(addr) = &config.analytics_addr {
@@ -169,7 +170,8 @@ impl Application {
                 relay::AnalyticsDelivery::new(addr)?,
                 wake.clone(),
                 config.relay.clone(),
-            );
+            )
+            .with_metrics(&metrics);
             relays.push(Box::new(move |shutdown| tokio::spawn(relay.run(shutdown))));
         }
         let api = ContactsApi::new(

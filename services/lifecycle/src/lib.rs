@@ -163,13 +163,16 @@ impl Application {
         clm_outbox::register_metrics(&metrics, db.clone(), &[store::engine::ANALYTICS]);
         let wake = clm_outbox::Wake::new();
         let relay = match &config.analytics_addr {
-            Some(addr) => Some(clm_outbox::Relay::new(
-                db.clone(),
-                store::engine::ANALYTICS,
-                relay::AnalyticsDelivery::new(addr)?,
-                wake.clone(),
-                config.relay.clone(),
-            )),
+            Some(addr) => Some(
+                clm_outbox::Relay::new(
+                    db.clone(),
+                    store::engine::ANALYTICS,
+                    relay::AnalyticsDelivery::new(addr)?,
+                    wake.clone(),
+                    config.relay.clone(),
+                )
+                .with_metrics(&metrics),
+            ),
             None => None,
         };
         let store = Store::new(db, wake);

@@ -191,13 +191,16 @@ impl Application {
         }));
         let wake = clm_outbox::Wake::new();
         let relay = match &config.lifecycle_addr {
-            Some(addr) => Some(clm_outbox::Relay::new(
-                db.clone(),
-                signals::TARGET,
-                relay::LifecycleDelivery::new(addr)?,
-                wake.clone(),
-                config.relay.clone(),
-            )),
+            Some(addr) => Some(
+                clm_outbox::Relay::new(
+                    db.clone(),
+                    signals::TARGET,
+                    relay::LifecycleDelivery::new(addr)?,
+                    wake.clone(),
+                    config.relay.clone(),
+                )
+                .with_metrics(&metrics),
+            ),
             None => None,
         };
         let api = ScoringApi::new(

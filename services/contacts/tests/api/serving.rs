@@ -203,3 +203,44 @@ backend_tests!(metrics_and_healthz_on_the_admin_endpoint, |db| async move {
         "{health} {text}"
     );
 });
+
+backend_tests!(
+    relay_retries_are_counted_while_scoring_is_down,
+    |db| async move {
+        // Nothing listens at the scoring address: every delivery fails and is retried.
+        let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let app = TestApp::spawn_with(db, |c| {
+            c.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+            c.scoring_addr = Some(nowhere.to_string());
+            c.relay.backoff_base = Duration::from_millis(10);
+            c.relay.backoff_max = Duration::from_millis(50);
+        })
+        .await;
+        app.create("r@example.com").await;
+        let admin = app.admin.expect("an admin endpoint");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = http_get(admin, "/metrics").await;
+            let retries = body
+                .lines()
+                .find(|l| l.starts_with(r#"clm_relay_retries_total{target="scoring"}"#))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            if retries > 0 {
+                assert!(
+                    body.contains(r#"clm_outbox_depth{target="scoring"} 1"#),
+                    "{body}"
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no retry was counted: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+);
