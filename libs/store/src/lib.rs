@@ -121,3 +121,25 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     })
     .await
 }
+
+/// Publishes the connection pool's size and idle connections (`clm_db_pool_connections`,
+/// `clm_db_pool_idle`) on `metrics`, read at every scrape.
+pub fn register_pool_metrics(metrics: &clm_runtime::Metrics, db: DatabaseConnection) {
+    let size = metrics.gauge("db_pool_connections", "Open database connections");
+    let idle = metrics.gauge("db_pool_idle", "Idle database connections");
+    metrics.on_scrape(std::sync::Arc::new(move || {
+        let (open, unused) = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => {
+                let pool = db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+        };
+        size.set(i64::from(open));
+        idle.set(unused as i64);
+        Box::pin(async {})
+    }));
+}

@@ -126,6 +126,7 @@ impl Application {
                 None => None,
             };
         let metrics = clm_runtime::Metrics::new();
+        clm_store::register_pool_metrics(&metrics, db.clone());
         let api = AnalyticsApi::new(Store::new(db), config.clock.clone());
         Ok(Self {
             listener,

@@ -148,6 +148,7 @@ impl Application {
                 None => None,
             };
         let metrics = clm_runtime::Metrics::new();
+        clm_store::register_pool_metrics(&metrics, db.clone());
         clm_outbox::register_metrics(&metrics, db.clone(), store::events::TARGETS);
         let wake = clm_outbox::Wake::new();
         let mut relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>> =

@@ -160,6 +160,7 @@ impl Application {
                 None => None,
             };
         let metrics = clm_runtime::Metrics::new();
+        clm_store::register_pool_metrics(&metrics, db.clone());
         clm_outbox::register_metrics(&metrics, db.clone(), &[store::engine::ANALYTICS]);
         let wake = clm_outbox::Wake::new();
         let relay = match &config.analytics_addr {

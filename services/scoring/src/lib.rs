@@ -172,6 +172,7 @@ impl Application {
                 None => None,
             };
         let metrics = clm_runtime::Metrics::new();
+        clm_store::register_pool_metrics(&metrics, db.clone());
         clm_outbox::register_metrics(&metrics, db.clone(), &[signals::TARGET]);
         let (hits, misses, errors) = (
             metrics.gauge("cache_hits", "Score reads answered by the cache"),

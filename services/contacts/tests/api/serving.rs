@@ -197,6 +197,7 @@ backend_tests!(metrics_and_healthz_on_the_admin_endpoint, |db| async move {
         "one event per contact: {body}"
     );
     assert!(body.contains("clm_rpc_in_flight"));
+    assert!(body.contains("clm_db_pool_connections"), "{body}");
     let (health, text) = http_get(admin, "/healthz").await;
     assert!(
         health.contains("200") && text.contains("SERVING"),
