@@ -50,6 +50,22 @@ impl Suite {
         output
     }
 
+    /// Runs `args` until its output contains `needle` (data flows through outboxes).
+    async fn wait_for(&self, args: &[&str], needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.stdout(args);
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clm {args:?} never showed {needle:?}: {out}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn stdout(&self, args: &[&str]) -> String {
         String::from_utf8(self.command(args).stdout).unwrap()
     }
@@ -290,7 +306,8 @@ backend_tests!(
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(suite.stdout(&["report", "stages"]).contains("conversion"));
+        // Transitions reach analytics through lifecycle's outbox, a path of their own.
+        suite.wait_for(&["report", "stages"], "conversion").await;
         assert!(suite.stdout(&["report", "activity"]).contains("returning"));
         assert!(
             suite
