@@ -10,6 +10,8 @@ use sea_orm_migration::MigratorTrait;
 
 pub use sea_orm::DbErr;
 
+pub mod schema;
+
 /// Errors while opening a database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,5 +1,6 @@
 //! The scoring schema. Every index leads with `tenant_id`.
 
+use clm_store::schema::{self, IndexSpec, TableSpec};
 use sea_orm_migration::prelude::*;
 
 /// The scoring service's migrator.
@@ -22,49 +23,6 @@ impl MigrationName for CreateScoringTables {
         "m20261122_000001_create_scoring_tables"
     }
 }
-
-fn column(name: &str, kind: &str) -> ColumnDef {
-    let mut c = ColumnDef::new(Alias::new(name));
-    match kind {
-        "String" => c.string().not_null(),
-        "Option<String>" => c.string().null(),
-        "i64" => c.big_integer().not_null(),
-        "f64" => c.double().not_null(),
-        "bool" => c.boolean().not_null(),
-        _ => c.json().not_null(),
-    };
-    c
-}
-
-fn table(name: &str, columns: &[(&str, &str)], key: &[&str]) -> TableCreateStatement {
-    let mut t = Table::create();
-    t.table(Alias::new(name));
-    for (column_name, kind) in columns {
-        t.col(column(column_name, kind));
-    }
-    let mut pk = Index::create();
-    for k in key {
-        pk.col(Alias::new(*k));
-    }
-    t.primary_key(&mut pk);
-    t.to_owned()
-}
-
-fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
-    let mut index = Index::create();
-    index.name(name).table(Alias::new(table));
-    for column in columns {
-        index.col(Alias::new(*column));
-    }
-    index.to_owned()
-}
-
-/// A table: name, (column, kind) pairs, primary key columns.
-type TableSpec = (
-    &'static str,
-    &'static [(&'static str, &'static str)],
-    &'static [&'static str],
-);
 
 const TABLES: &[TableSpec] = &[
     (
@@ -174,33 +132,28 @@ const TABLES: &[TableSpec] = &[
     ),
 ];
 
+const INDEXES: &[IndexSpec] = &[
+    (
+        "interaction_history",
+        "history_by_contact",
+        &["tenant_id", "contact_id", "occurred_at"],
+    ),
+    (
+        "score_ledger",
+        "ledger_by_contact",
+        &["tenant_id", "model_id", "contact_id", "occurred_at"],
+    ),
+    (
+        "band_events",
+        "band_events_by_event",
+        &["tenant_id", "model_id", "event_id"],
+    ),
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for CreateScoringTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (name, columns, key) in TABLES {
-            manager.create_table(table(name, columns, key)).await?;
-        }
-        for (table_name, name, columns) in [
-            (
-                "interaction_history",
-                "history_by_contact",
-                &["tenant_id", "contact_id", "occurred_at"][..],
-            ),
-            (
-                "score_ledger",
-                "ledger_by_contact",
-                &["tenant_id", "model_id", "contact_id", "occurred_at"][..],
-            ),
-            (
-                "band_events",
-                "band_events_by_event",
-                &["tenant_id", "model_id", "event_id"][..],
-            ),
-        ] {
-            manager
-                .create_index(index(table_name, name, columns))
-                .await?;
-        }
+        schema::create(manager, TABLES, INDEXES).await?;
         manager
             .create_index(
                 Index::create()
@@ -215,11 +168,6 @@ impl MigrationTrait for CreateScoringTables {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for (name, _, _) in TABLES.iter().rev() {
-            manager
-                .drop_table(Table::drop().table(Alias::new(*name)).to_owned())
-                .await?;
-        }
-        Ok(())
+        schema::drop(manager, TABLES).await
     }
 }

@@ -1,0 +1,87 @@
+//! Declarative tables for migrations: a service lists its tables as (name, columns,
+//! primary key) and its indexes, and these helpers create or drop them on either backend.
+//!
+//! Column kinds are the Rust types of the entity fields: `String`, `Option<String>`, `i64`,
+//! `Option<i64>`, `i32`, `Option<i32>`, `f64`, `bool`, `Json`, and `auto` for an
+//! auto-incrementing BIGINT primary key.
+
+use sea_orm_migration::prelude::*;
+
+/// A table: name, (column, kind) pairs, primary key columns (empty with an `auto` column).
+pub type TableSpec = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+/// An index: table, index name, columns.
+pub type IndexSpec = (&'static str, &'static str, &'static [&'static str]);
+
+fn column(name: &str, kind: &str) -> ColumnDef {
+    let mut c = ColumnDef::new(Alias::new(name));
+    match kind {
+        "String" => c.string().not_null(),
+        "Option<String>" => c.string().null(),
+        "i64" => c.big_integer().not_null(),
+        "Option<i64>" => c.big_integer().null(),
+        "i32" => c.integer().not_null(),
+        "Option<i32>" => c.integer().null(),
+        "f64" => c.double().not_null(),
+        "bool" => c.boolean().not_null(),
+        "auto" => c.big_integer().not_null().auto_increment().primary_key(),
+        _ => c.json().not_null(),
+    };
+    c
+}
+
+fn table(name: &str, columns: &[(&str, &str)], key: &[&str]) -> TableCreateStatement {
+    let mut t = Table::create();
+    t.table(Alias::new(name));
+    for (column_name, kind) in columns {
+        t.col(column(column_name, kind));
+    }
+    if !key.is_empty() {
+        let mut pk = Index::create();
+        for k in key {
+            pk.col(Alias::new(*k));
+        }
+        t.primary_key(&mut pk);
+    }
+    t.to_owned()
+}
+
+fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(Alias::new(table));
+    for column in columns {
+        index.col(Alias::new(*column));
+    }
+    index.to_owned()
+}
+
+/// Creates `tables`, then `indexes`.
+pub async fn create(
+    manager: &SchemaManager<'_>,
+    tables: &[TableSpec],
+    indexes: &[IndexSpec],
+) -> Result<(), DbErr> {
+    for (name, columns, key) in tables {
+        manager.create_table(table(name, columns, key)).await?;
+    }
+    for (table_name, name, columns) in indexes {
+        manager
+            .create_index(index(table_name, name, columns))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops `tables`, last first.
+pub async fn drop(manager: &SchemaManager<'_>, tables: &[TableSpec]) -> Result<(), DbErr> {
+    for (name, _, _) in tables.iter().rev() {
+        manager
+            .drop_table(Table::drop().table(Alias::new(*name)).to_owned())
+            .await?;
+    }
+    Ok(())
+}
