@@ -14,4 +14,4 @@ pub use error::{Error, ErrorCode, FieldViolation};
 pub use metrics::Metrics;
 pub use server::{Admin, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
-pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, tenant_of};
+pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of};

@@ -27,3 +27,22 @@ pub fn tenant_of(metadata: &tonic::metadata::MetadataMap) -> Result<String, Erro
         ))
     }
 }
+
+/// The tenant of a gRPC request, as [`tenant_of`] reads it from the metadata.
+pub fn tenant<T>(request: &tonic::Request<T>) -> Result<String, tonic::Status> {
+    tenant_of(request.metadata()).map_err(tonic::Status::from)
+}
+
+/// Checks a resource id given in field `field`: required, at most 64 characters.
+pub fn require_id(id: &str, field: &str) -> Result<(), Error> {
+    if id.is_empty() {
+        Err(Error::invalid_field(field, "is required"))
+    } else if id.len() > 64 {
+        Err(Error::invalid_field(
+            field,
+            "is not a valid id (at most 64 characters)",
+        ))
+    } else {
+        Ok(())
+    }
+}

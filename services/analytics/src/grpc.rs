@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 use clm_proto::analytics::v1 as pb;
 use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use clm_proto::common::v1 as common;
-use clm_runtime::{Error, FieldViolation, tenant_of};
+use clm_runtime::{Error, FieldViolation, tenant};
 
 use crate::domain::clv::{BgNbd, GammaGamma, Summary, discounted_value};
 use crate::domain::periods::Period;
@@ -32,10 +32,6 @@ impl AnalyticsApi {
     pub fn new(store: Store, clock: Clock) -> Self {
         Self { store, clock }
     }
-}
-
-fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    tenant_of(request.metadata()).map_err(Status::from)
 }
 
 fn internal(error: &sea_orm::DbErr) -> Status {

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use clm_proto::contacts::v1 as pb;
 use clm_proto::contacts::v1::contacts_service_server::ContactsService;
-use clm_runtime::{Error, FieldViolation, tenant_of};
+use clm_runtime::{Error, FieldViolation, require_id, tenant};
 
 use crate::convert::{
     contact_to_proto, fields_from_proto, interaction_from_proto, interaction_to_proto, rejected,
@@ -35,20 +35,6 @@ impl ContactsApi {
 
 fn status(error: ContactsError) -> Status {
     Error::from(error).into()
-}
-
-fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    tenant_of(request.metadata()).map_err(Status::from)
-}
-
-fn required_id(id: &str, field: &str) -> Result<(), Status> {
-    if id.is_empty() {
-        Err(Error::invalid_field(field, "is required").into())
-    } else if id.len() > 64 {
-        Err(Error::invalid_field(field, "is not a contact id").into())
-    } else {
-        Ok(())
-    }
 }
 
 /// Collects a stream's rejections, listing the first ones and counting all.
@@ -120,7 +106,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::GetContactResponse>, Status> {
         let tenant = tenant(&request)?;
         let id = request.into_inner().id;
-        required_id(&id, "id")?;
+        require_id(&id, "id")?;
         let contact = self.store.get_contact(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::GetContactResponse {
             contact: Some(contact_to_proto(contact)),
@@ -136,7 +122,7 @@ impl ContactsService for ContactsApi {
         let contact = request
             .contact
             .ok_or_else(|| Status::from(Error::invalid_field("contact", "is required")))?;
-        required_id(&contact.id, "contact.id")?;
+        require_id(&contact.id, "contact.id")?;
         let id = contact.id.clone();
         let etag = (!contact.etag.is_empty()).then(|| contact.etag.clone());
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
@@ -157,7 +143,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::DeleteContactResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        required_id(&request.id, "id")?;
+        require_id(&request.id, "id")?;
         let etag = (!request.etag.is_empty()).then_some(request.etag.as_str());
         let erased = self
             .store
@@ -211,8 +197,8 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::MergeContactsResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        required_id(&request.survivor_id, "survivor_id")?;
-        required_id(&request.duplicate_id, "duplicate_id")?;
+        require_id(&request.survivor_id, "survivor_id")?;
+        require_id(&request.duplicate_id, "duplicate_id")?;
         let (contact, moved) = self
             .store
             .merge_contacts(
@@ -370,7 +356,7 @@ impl ContactsService for ContactsApi {
     ) -> Result<Response<pb::ListInteractionsResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        required_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let limit = page_token::page_size(request.page_size)?;
         if request.types.len() > 64 {
             return Err(Error::invalid_field("types", "lists more than 64 types").into());

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use clm_proto::lifecycle::v1 as pb;
 use clm_proto::lifecycle::v1::lifecycle_service_server::LifecycleService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
-use clm_runtime::{Error, FieldViolation, tenant_of};
+use clm_runtime::{Error, FieldViolation, require_id, tenant};
 
 use crate::convert::{duration, model_to_proto, signal_from_proto, spec_from_proto, timestamp};
 use crate::domain::model::{CompiledModel, StageSpec, validate};
@@ -72,19 +72,6 @@ impl LifecycleApi {
 
 fn status(error: LifecycleError) -> Status {
     Error::from(error).into()
-}
-
-fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    tenant_of(request.metadata()).map_err(Status::from)
-}
-
-fn contact_id(id: &str, field: &str) -> Result<(), Status> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(
-            Error::invalid_field(field, "must be a contact id (1 to 64 characters)").into(),
-        );
-    }
-    Ok(())
 }
 
 fn checked_spec(model: &pb::StageModel) -> Result<StageSpec, Status> {
@@ -220,7 +207,7 @@ impl LifecycleService for LifecycleApi {
     ) -> Result<Response<pb::GetContactStageResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let model = self.model(&tenant, &request.model_id).await?;
         let (stage, entered_at) = self
             .store
@@ -243,7 +230,7 @@ impl LifecycleService for LifecycleApi {
     ) -> Result<Response<pb::ListStageHistoryResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let limit = page_token::page_size(request.page_size)?;
         let model = self.model(&tenant, &request.model_id).await?;
         let scope = PageTokens::scope(&tenant, &["stage_history", &model.id, &request.contact_id]);
@@ -292,7 +279,7 @@ impl LifecycleService for LifecycleApi {
     ) -> Result<Response<pb::TransitionContactResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         if request.reason.chars().count() > 1024 || request.actor.chars().count() > 256 {
             return Err(Error::invalid_field(
                 "reason",

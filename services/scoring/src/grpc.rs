@@ -9,7 +9,7 @@ use clm_cache::{ScoreCache, ScoreKey};
 use clm_proto::scoring::v1 as pb;
 use clm_proto::scoring::v1::scoring_service_server::ScoringService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
-use clm_runtime::{Error, FieldViolation, tenant_of};
+use clm_runtime::{Error, FieldViolation, require_id, tenant};
 
 use crate::convert::{
     event_from_proto, model_to_proto, score_to_proto, spec_from_proto, timestamp,
@@ -129,19 +129,6 @@ fn encode(state: &ScoreState) -> Vec<u8> {
 
 fn status(error: ScoringError) -> Status {
     Error::from(error).into()
-}
-
-fn tenant<T>(request: &Request<T>) -> Result<String, Status> {
-    tenant_of(request.metadata()).map_err(Status::from)
-}
-
-fn contact_id(id: &str, field: &str) -> Result<(), Status> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(
-            Error::invalid_field(field, "must be a contact id (1 to 64 characters)").into(),
-        );
-    }
-    Ok(())
 }
 
 fn checked_spec(model: &pb::ScoringModel) -> Result<ModelSpec, Status> {
@@ -312,7 +299,7 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<pb::GetScoreResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let loaded = self
             .models
             .get(&tenant, &request.model_id)
@@ -340,7 +327,7 @@ impl ScoringService for ScoringApi {
             return Err(Error::invalid_field("contact_ids", "must hold 1 to 1000 ids").into());
         }
         for (i, id) in request.contact_ids.iter().enumerate() {
-            contact_id(id, &format!("contact_ids[{i}]"))?;
+            require_id(id, &format!("contact_ids[{i}]"))?;
         }
         let loaded = self
             .models
@@ -367,7 +354,7 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<pb::ExplainScoreResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let loaded = self
             .models
             .get(&tenant, &request.model_id)
@@ -407,7 +394,7 @@ impl ScoringService for ScoringApi {
     ) -> Result<Response<pb::ListScoreHistoryResponse>, Status> {
         let tenant = tenant(&request)?;
         let request = request.into_inner();
-        contact_id(&request.contact_id, "contact_id")?;
+        require_id(&request.contact_id, "contact_id")?;
         let limit = page_token::page_size(request.page_size)?;
         let loaded = self
             .models
