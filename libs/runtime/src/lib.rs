@@ -12,6 +12,6 @@ mod tenant;
 
 pub use error::{Error, ErrorCode, FieldViolation};
 pub use metrics::Metrics;
-pub use server::{Admin, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, serve};
+pub use server::{Admin, Bound, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, bind, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of};

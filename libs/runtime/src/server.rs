@@ -140,3 +140,33 @@ pub async fn serve(
     }
     drained
 }
+
+/// A server's bound sockets.
+#[derive(Debug)]
+pub struct Bound {
+    /// The gRPC listener.
+    pub listener: TcpListener,
+    /// Its address (the real port when port 0 was asked for).
+    pub addr: std::net::SocketAddr,
+    /// The admin endpoint's listener, when one was asked for.
+    pub admin: Option<TcpListener>,
+}
+
+/// Binds the gRPC address and, when given, the admin address; an error names the
+/// address that could not be bound.
+pub async fn bind(
+    listen: std::net::SocketAddr,
+    admin: Option<std::net::SocketAddr>,
+) -> Result<Bound, (std::net::SocketAddr, std::io::Error)> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| (listen, e))?;
+    let addr = listener.local_addr().map_err(|e| (listen, e))?;
+    let admin = match admin {
+        Some(at) => Some(TcpListener::bind(at).await.map_err(|e| (at, e))?),
+        None => None,
+    };
+    Ok(Bound {
+        listener,
+        addr,
+        admin,
+    })
+}

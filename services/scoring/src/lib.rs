@@ -148,29 +148,13 @@ impl Application {
             config.cache_ttl,
             1_000_000,
         )?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        let admin =
-            match config.admin_listen {
-                Some(admin_addr) => {
-                    Some(TcpListener::bind(admin_addr).await.map_err(|source| {
-                        StartError::Bind {
-                            addr: admin_addr,
-                            source,
-                        }
-                    })?)
-                }
-                None => None,
-            };
+        let clm_runtime::Bound {
+            listener,
+            addr,
+            admin,
+        } = clm_runtime::bind(config.listen, config.admin_listen)
+            .await
+            .map_err(|(addr, source)| StartError::Bind { addr, source })?;
         let metrics = clm_runtime::Metrics::new();
         clm_store::register_pool_metrics(&metrics, db.clone());
         clm_outbox::register_metrics(&metrics, db.clone(), &[signals::TARGET]);
