@@ -89,6 +89,8 @@ pub async fn start_scoring_for(
     config.relay = quick_relay();
     config.database_url = db.database_url();
     config.cache_prefix = clm_testkit::unique_prefix();
+    // Keys of a test's own prefix expire soon after it; no test flushes Redis.
+    config.cache_ttl = Duration::from_secs(60);
     if db.backend() == Backend::Postgres {
         config.redis_url = clm_testkit::test_redis_url().await;
     }

@@ -55,6 +55,8 @@ impl TestApp {
         config.database_url = database.database_url();
         config.page_token_secret = Some("test".into());
         config.cache_prefix = clm_testkit::unique_prefix();
+        // Keys of a test's own prefix expire soon after it; no test flushes Redis.
+        config.cache_ttl = Duration::from_secs(60);
         config.redis_url = match cache {
             CacheChoice::DeadRedis => Some("redis://127.0.0.1:1".into()),
             CacheChoice::Matching if database.backend() == Backend::Postgres => {
