@@ -133,3 +133,24 @@ impl From<Error> for tonic::Status {
         tonic::Status::with_error_details(error.code.into(), message, details)
     }
 }
+
+/// The paths of an update mask, checked against `maskable`: an unknown path is a field
+/// violation of `update_mask`, and an empty mask means every maskable field (AIP-134).
+pub fn mask_paths(
+    mask: Option<prost_types::FieldMask>,
+    maskable: &[&str],
+) -> Result<Vec<String>, Error> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    let unknown: Vec<FieldViolation> = paths
+        .iter()
+        .filter(|p| !maskable.contains(&p.as_str()))
+        .map(|p| FieldViolation::new("update_mask", format!("unknown field path {p:?}")))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Error::invalid(unknown));
+    }
+    if paths.is_empty() {
+        return Ok(maskable.iter().map(|p| (*p).to_owned()).collect());
+    }
+    Ok(paths)
+}

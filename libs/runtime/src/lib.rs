@@ -10,7 +10,7 @@ mod server;
 mod shutdown;
 mod tenant;
 
-pub use error::{Error, ErrorCode, FieldViolation};
+pub use error::{Error, ErrorCode, FieldViolation, mask_paths};
 pub use metrics::Metrics;
 pub use server::{Admin, Bound, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, bind, serve};
 pub use shutdown::{Shutdown, wait_for_signal};

@@ -133,18 +133,7 @@ impl LifecycleService for LifecycleApi {
         if values.id.is_empty() {
             return Err(Error::invalid_field("model.id", "is required").into());
         }
-        let mut paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
-        let unknown: Vec<FieldViolation> = paths
-            .iter()
-            .filter(|p| !MASKABLE.contains(&p.as_str()))
-            .map(|p| FieldViolation::new("update_mask", format!("unknown field path {p:?}")))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::invalid(unknown).into());
-        }
-        if paths.is_empty() {
-            paths = MASKABLE.iter().map(|p| (*p).to_owned()).collect();
-        }
+        let paths = clm_runtime::mask_paths(request.update_mask, MASKABLE)?;
         self.store
             .ensure_default_model(&tenant, self.now())
             .await

@@ -9,7 +9,7 @@ use clm_cache::{ScoreCache, ScoreKey};
 use clm_proto::scoring::v1 as pb;
 use clm_proto::scoring::v1::scoring_service_server::ScoringService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
-use clm_runtime::{Error, FieldViolation, require_id, tenant};
+use clm_runtime::{Error, require_id, tenant};
 
 use crate::convert::{
     event_from_proto, model_to_proto, score_to_proto, spec_from_proto, timestamp,
@@ -190,18 +190,7 @@ impl ScoringService for ScoringApi {
         if values.id.is_empty() {
             return Err(Error::invalid_field("model.id", "is required").into());
         }
-        let mut paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
-        let unknown: Vec<FieldViolation> = paths
-            .iter()
-            .filter(|p| !MASKABLE.contains(&p.as_str()))
-            .map(|p| FieldViolation::new("update_mask", format!("unknown field path {p:?}")))
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Error::invalid(unknown).into());
-        }
-        if paths.is_empty() {
-            paths = MASKABLE.iter().map(|p| (*p).to_owned()).collect();
-        }
+        let paths = clm_runtime::mask_paths(request.update_mask, MASKABLE)?;
         self.models.get(&tenant, "").await.map_err(status)?;
         let etag = (!values.etag.is_empty()).then(|| values.etag.clone());
         let given = spec_from_proto(&values);
