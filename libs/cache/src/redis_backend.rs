@@ -17,6 +17,34 @@ fn error(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
 
+/// The span of one Redis round trip (one command, or one pipeline of them).
+fn redis_span(operation: &'static str, keys: usize) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        otel.kind = "client",
+        otel.name = operation,
+        db.system.name = "redis",
+        db.operation.name = operation,
+        db.operation.batch.size = keys,
+        otel.status_code = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    )
+}
+
+/// Runs `call` inside `span`, marking the span failed when it fails.
+async fn traced<T>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T, CacheError>>,
+) -> Result<T, CacheError> {
+    use tracing::Instrument;
+    let result = call.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.message", e.0.as_str());
+    }
+    result
+}
+
 impl RedisBackend {
     /// A backend for `url` (`redis://host:port/db`); nothing is connected yet, so a Redis
     /// that is down does not stop a service from starting.
@@ -39,11 +67,14 @@ impl CacheBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let mut connection = self.connection.clone();
-        redis::cmd("MGET")
-            .arg(keys)
-            .query_async(&mut connection)
-            .await
-            .map_err(error)
+        let call = async {
+            redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut connection)
+                .await
+                .map_err(error)
+        };
+        traced(redis_span("MGET", keys.len()), call).await
     }
 
     async fn put_many(
@@ -62,15 +93,19 @@ impl CacheBackend for RedisBackend {
                 .ignore();
         }
         let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection).await.map_err(error)
+        let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
+        traced(redis_span("SET", entries.len()), call).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        redis::cmd("DEL")
-            .arg(keys)
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(error)
+        let call = async {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(error)
+        };
+        traced(redis_span("DEL", keys.len()), call).await
     }
 }

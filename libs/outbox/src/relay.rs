@@ -187,9 +187,21 @@ impl<D: Deliver> Relay<D> {
                 messaging.destination.name = self.target,
                 messaging.batch.message_count = batch.len(),
                 attempt,
+                otel.status_code = tracing::field::Empty,
+                error.message = tracing::field::Empty,
             );
+            // The batch continues the first row's trace and links to the others'.
             clm_telemetry::set_remote_parent(&span, &batch[0].traceparent);
-            let result = self.deliver.deliver(&tenant, &batch).instrument(span).await;
+            for message in &batch[1..] {
+                if message.traceparent != batch[0].traceparent {
+                    clm_telemetry::add_remote_link(&span, &message.traceparent);
+                }
+            }
+            let result = self
+                .deliver
+                .deliver(&tenant, &batch)
+                .instrument(span.clone())
+                .await;
             match result {
                 Ok(()) => {
                     store::acknowledge(&self.db, &ids).await?;
@@ -199,6 +211,8 @@ impl<D: Deliver> Relay<D> {
                     }
                 }
                 Err(error) => {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.message", error.0.as_str());
                     let delay = self.backoff(attempt);
                     tracing::warn!(
                         target_service = self.target,

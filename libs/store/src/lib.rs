@@ -117,11 +117,22 @@ pub fn is_postgres(db: &DatabaseConnection) -> bool {
 /// wait for the lock and fails with "database is locked" under concurrent writers.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    // Names the database on the caller's `db.transaction` span, where it has one.
+    tracing::Span::current().record("db.system.name", system_name(db));
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     })
     .await
+}
+
+/// The OpenTelemetry `db.system.name` of `db`.
+pub fn system_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other_sql",
+    }
 }
 
 /// Publishes the connection pool's size and idle connections (`clm_db_pool_connections`,

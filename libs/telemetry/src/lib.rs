@@ -2,14 +2,16 @@
 //! every clm server and client.
 #![forbid(unsafe_code)]
 
+mod json_logs;
 mod propagation;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt};
 
 pub use propagation::{
-    TraceContextInterceptor, current_traceparent, inject_context, server_span, set_remote_parent,
+    TraceContextInterceptor, add_remote_link, current_traceparent, inject_context, server_span,
+    set_remote_parent,
 };
 
 /// Flushes and shuts down span export when dropped; keep it alive until the process ends.
@@ -51,10 +53,11 @@ pub fn init(default_service_name: &str) -> Result<TelemetryGuard, TelemetryError
     // OpenTelemetry layer, and trace ids would come out all zero.
     let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("CLM_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let dispatch_cell = json_logs::DispatchCell::default();
     let log_layer = if json {
         tracing_subscriber::fmt::layer()
             .json()
-            .with_current_span(true)
+            .event_format(json_logs::JsonWithTraceIds::new(dispatch_cell.clone()))
             .with_writer(std::io::stderr)
             .with_filter(log_filter)
             .boxed()
@@ -74,11 +77,17 @@ pub fn init(default_service_name: &str) -> Result<TelemetryGuard, TelemetryError
             .with_tracer(p.tracer("clm"))
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
-    tracing_subscriber::registry()
-        .with(log_layer)
-        .with(otel_layer)
-        .try_init()
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(log_layer)
+            .with(otel_layer),
+    );
+    // Set before the subscriber is installed, so no line is written without it.
+    let _ = dispatch_cell.set(dispatch.downgrade());
+    tracing::dispatcher::set_global_default(dispatch)
         .map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
+    // What try_init also does: messages from crates that use `log` (sqlx, redis) join in.
+    tracing_log::LogTracer::init().map_err(|e| TelemetryError::Subscriber(e.to_string()))?;
     Ok(TelemetryGuard { provider })
 }
 

@@ -110,16 +110,35 @@ pub fn current_traceparent() -> String {
 /// Makes `span` continue the trace of a stored `traceparent` (a no-op when it is empty).
 /// Call it before the span is first entered.
 pub fn set_remote_parent(span: &tracing::Span, traceparent: &str) {
+    if let Some(parent) = stored_context(traceparent) {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Links `span` to the trace of a stored `traceparent` (a no-op when it is empty or invalid).
+pub fn add_remote_link(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    if let Some(context) = stored_context(traceparent) {
+        let linked = context.span().span_context().clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
+}
+
+/// The remote context of a stored `traceparent`.
+fn stored_context(traceparent: &str) -> Option<opentelemetry::Context> {
     if traceparent.is_empty() {
-        return;
+        return None;
     }
     let mut headers = http::HeaderMap::new();
-    if let Ok(value) = http::HeaderValue::from_str(traceparent) {
-        headers.insert("traceparent", value);
-    }
-    let parent =
-        opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&headers)));
-    let _ = span.set_parent(parent);
+    headers.insert(
+        "traceparent",
+        http::HeaderValue::from_str(traceparent).ok()?,
+    );
+    Some(opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(&headers))
+    }))
 }
 
 #[cfg(test)]

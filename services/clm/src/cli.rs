@@ -85,6 +85,9 @@ pub(crate) struct ServerArgs {
     /// Redis for the score cache (the in-process cache when unset).
     #[arg(long, env = "CLM_REDIS_URL")]
     pub(crate) redis_url: Option<String>,
+    /// Prefix of the score cache's Redis keys, so suites can share one Redis.
+    #[arg(long, env = "CLM_CACHE_PREFIX", default_value = "clm")]
+    pub(crate) cache_prefix: String,
     /// Upper bound on a request's run time, in seconds (a shorter grpc-timeout wins).
     #[arg(long, env = "CLM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) request_timeout_secs: u64,

@@ -93,6 +93,7 @@ impl Store {
     }
 
     /// Ingests contact events; returns (applied, duplicates).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "ingest_contacts", db.system.name))]
     pub async fn ingest_contacts(
         &self,
         tenant: &str,
@@ -169,6 +170,7 @@ impl Store {
     }
 
     /// Ingests transitions; returns (applied, duplicates).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "ingest_transitions", db.system.name))]
     pub async fn ingest_transitions(
         &self,
         tenant: &str,

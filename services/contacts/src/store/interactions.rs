@@ -26,6 +26,7 @@ impl Store {
     /// Stores a batch of validated interactions in one transaction. An interaction whose
     /// contact does not exist (or was erased) is rejected alone; one whose event id is
     /// stored already counts as a duplicate and changes nothing.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "record_interactions", db.system.name))]
     pub async fn record_interactions(
         &self,
         tenant: &str,

@@ -144,6 +144,7 @@ impl Store {
     }
 
     /// Inserts a new contact; a taken email is `EmailTaken` naming the existing contact.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "create_contact", db.system.name))]
     pub async fn create_contact(
         &self,
         tenant: &str,
@@ -188,6 +189,7 @@ impl Store {
     }
 
     /// Applies `update` to contact `id` when `etag` (if given) still matches.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "update_contact", db.system.name))]
     pub async fn update_contact(
         &self,
         tenant: &str,
@@ -210,6 +212,7 @@ impl Store {
 
     /// Erases contact `id` and its timeline, leaving a tombstone. Returns how many
     /// interactions went with it.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "delete_contact", db.system.name))]
     pub async fn delete_contact(
         &self,
         tenant: &str,
@@ -280,6 +283,7 @@ impl Store {
 
     /// Merges `duplicate_id` into `survivor_id`: the timeline moves, empty fields are
     /// filled, and the duplicate is erased with a tombstone pointing at the survivor.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "merge_contacts", db.system.name))]
     pub async fn merge_contacts(
         &self,
         tenant: &str,
@@ -312,6 +316,7 @@ impl Store {
 
     /// Imports one batch of normalised rows in one transaction. Rows whose email exists
     /// update that contact when `update_existing`, and are rejected otherwise.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "import_batch", db.system.name))]
     pub async fn import_batch(
         &self,
         tenant: &str,

@@ -55,6 +55,7 @@ pub struct Signal {
 
 impl Store {
     /// Applies `signals` in order; returns (applied, duplicates).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "apply", db.system.name))]
     pub async fn apply(
         &self,
         tenant: &str,

@@ -86,6 +86,7 @@ impl Store {
     }
 
     /// Stores a new model (the tenant's default when `is_default`).
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "create_model", db.system.name))]
     pub async fn create_model(
         &self,
         tenant: &str,
@@ -135,6 +136,7 @@ impl Store {
     }
 
     /// Replaces a model's definition as a new version when `etag` matches.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "update_model", db.system.name))]
     pub async fn update_model(
         &self,
         tenant: &str,

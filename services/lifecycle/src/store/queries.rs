@@ -118,6 +118,7 @@ impl Store {
 
     /// Moves a contact by hand. A backward move needs `forced` and a reason.
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "move_contact", db.system.name))]
     pub async fn move_contact(
         &self,
         tenant: &str,
@@ -193,6 +194,7 @@ impl Store {
     }
 
     /// Creates a segment and computes its members from what is known now.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "create_segment", db.system.name))]
     pub async fn create_segment(
         &self,
         tenant: &str,

@@ -67,6 +67,7 @@ impl Store {
         Ok(fired)
     }
 
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "churn", db.system.name))]
     async fn churn(
         &self,
         tenant: &str,
@@ -132,6 +133,7 @@ impl Store {
         Ok(churned)
     }
 
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "date_trigger", db.system.name))]
     async fn date_trigger(
         &self,
         tenant: &str,
@@ -199,6 +201,7 @@ impl Store {
     }
 
     /// Windows slide with time: re-evaluates every known contact against every segment.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "slide_segments", db.system.name))]
     async fn slide_segments(
         &self,
         tenant: &str,

@@ -89,6 +89,7 @@ impl Store {
     /// Applies `events` in one transaction: each new event id is recorded together with its
     /// effects, so a repeated delivery changes nothing. Scores of touched contacts are
     /// recomputed under every model.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "apply", db.system.name))]
     pub async fn apply(
         &self,
         tenant: &str,

@@ -83,6 +83,7 @@ async fn name_taken<C: ConnectionTrait>(
 
 impl Store {
     /// Creates the tenant's default model if the tenant has no model yet.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "ensure_default_model", db.system.name))]
     pub async fn ensure_default_model(
         &self,
         tenant: &str,
@@ -202,6 +203,7 @@ impl Store {
     }
 
     /// Stores a new model.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "create_model", db.system.name))]
     pub async fn create_model(
         &self,
         tenant: &str,
@@ -240,6 +242,7 @@ impl Store {
     }
 
     /// Replaces a model's definition with `next` as a new version, when `etag` matches.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "update_model", db.system.name))]
     pub async fn update_model(
         &self,
         tenant: &str,

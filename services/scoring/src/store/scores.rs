@@ -232,6 +232,7 @@ impl Store {
 
     /// Rebuilds `model`'s ledger for `contacts` from their recorded history and
     /// recomputes their scores.
+    #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "rebuild", db.system.name))]
     pub async fn rebuild(
         &self,
         tenant: &str,

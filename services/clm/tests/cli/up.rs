@@ -1,21 +1,11 @@
-//! The `clm` binary as a user runs it: `clm up`, the client commands, and SIGTERM.
-#![allow(unreachable_pub)]
+//! `clm up` as a user runs it: the client commands against it, and SIGTERM.
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use clm_testkit::{TestDatabase, backend_tests};
 
-const CLM: &str = env!("CARGO_BIN_EXE_clm");
-
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::{CLM, free_port};
 
 struct Suite {
     child: Child,
