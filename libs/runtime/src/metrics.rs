@@ -230,11 +230,7 @@ where
                 }
             };
             // The request's span (from the server's trace_fn) gets its status too.
-            let span = tracing::Span::current();
-            span.record("rpc.grpc.status_code", code.parse::<i64>().unwrap_or(2));
-            if code != "0" {
-                span.record("otel.status_code", "ERROR");
-            }
+            clm_telemetry::record_grpc_status(&tracing::Span::current(), &code);
             let labels = RpcLabels { method, code };
             metrics.requests.get_or_create(&labels).inc();
             metrics

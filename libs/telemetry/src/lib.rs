@@ -10,8 +10,8 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt};
 
 pub use propagation::{
-    TraceContextInterceptor, add_remote_link, current_traceparent, inject_context, server_span,
-    set_remote_parent,
+    TraceContextInterceptor, add_remote_link, current_traceparent, inject_context,
+    record_grpc_status, server_span, set_remote_parent,
 };
 
 /// Flushes and shuts down span export when dropped; keep it alive until the process ends.

@@ -74,6 +74,22 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
+/// Records a server span's gRPC status code (as text, e.g. `"5"`), and marks the span
+/// failed when the code is a server's fault, as the OpenTelemetry gRPC conventions say:
+/// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. A caller's
+/// mistake (INVALID_ARGUMENT, NOT_FOUND, ...) leaves the status unset.
+pub fn record_grpc_status(span: &tracing::Span, code: &str) {
+    let code: i64 = code.parse().unwrap_or(2);
+    span.record("rpc.grpc.status_code", code);
+    if is_server_fault(code) {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+fn is_server_fault(code: i64) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
 /// Writes the current span's trace context into outgoing gRPC metadata.
 pub fn inject_context(metadata: &mut tonic::metadata::MetadataMap) {
     let context = tracing::Span::current().context();
@@ -190,5 +206,57 @@ mod tests {
                 "health checks are left out of traces"
             );
         });
+    }
+
+    #[test]
+    fn only_a_servers_faults_fail_its_span() {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            for code in ["0", "3", "5", "13", "14"] {
+                let request = http::Request::builder()
+                    .uri("http://127.0.0.1:50051/clm.contacts.v1.ContactsService/GetContact")
+                    .body(())
+                    .unwrap();
+                let span = server_span(&request);
+                record_grpc_status(&span, code);
+            }
+        });
+        let spans = exporter.get_finished_spans().unwrap();
+        let outcome: Vec<(String, bool)> = spans
+            .iter()
+            .map(|span| {
+                let code = span
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "rpc.grpc.status_code")
+                    .map(|kv| kv.value.to_string())
+                    .unwrap_or_default();
+                let failed = matches!(span.status, opentelemetry::trace::Status::Error { .. });
+                (code, failed)
+            })
+            .collect();
+        let expected = [
+            ("0", false),
+            ("3", false),
+            ("5", false),
+            ("13", true),
+            ("14", true),
+        ];
+        let expected: Vec<(String, bool)> = expected
+            .iter()
+            .map(|(c, f)| ((*c).to_owned(), *f))
+            .collect();
+        assert_eq!(outcome, expected);
+        let port = spans[0]
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == "server.port")
+            .map(|kv| kv.value.to_string());
+        assert_eq!(port.as_deref(), Some("50051"));
     }
 }

@@ -66,55 +66,71 @@ impl Process {
     }
 }
 
-/// Starts the four services, each exporting spans to `otlp`, and waits until all serve.
-async fn start_suite(database: &TestDatabase, otlp: std::net::SocketAddr) -> Vec<Process> {
-    let addrs: Vec<String> = SERVICES
+/// The loopback addresses the four services will listen on, in [`SERVICES`] order.
+fn suite_addresses() -> Vec<String> {
+    SERVICES
         .iter()
         .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let redis = clm_testkit::test_redis_url().await;
-    let prefix = clm_testkit::unique_prefix();
-    let mut processes = Vec::new();
-    for (offset, service) in SERVICES.iter().enumerate() {
-        let admin_port = free_port();
-        let log = database.data_dir().join(format!("{service}.log"));
-        let mut command = Command::new(CLM);
+        .collect()
+}
+
+/// Starts service number `offset` of the suite at `addrs`, exporting spans to `otlp` with
+/// the batch exporter's delay `export_delay_ms`.
+async fn spawn(
+    database: &TestDatabase,
+    offset: usize,
+    addrs: &[String],
+    otlp: std::net::SocketAddr,
+    export_delay_ms: u64,
+) -> Process {
+    let service = SERVICES[offset];
+    let admin_port = free_port();
+    let log = database.data_dir().join(format!("{service}.log"));
+    let mut command = Command::new(CLM);
+    command
+        .args(["serve", service, "--listen", &addrs[offset]])
+        .env("CLM_DATA_DIR", database.data_dir())
+        .env("CLM_SCORING_ADDR", &addrs[1])
+        .env("CLM_LIFECYCLE_ADDR", &addrs[2])
+        .env("CLM_ANALYTICS_ADDR", &addrs[3])
+        // `serve` puts a service's admin port at the base plus its place in the suite.
+        .env(
+            "CLM_ADMIN_BASE_PORT",
+            (admin_port - offset as u16).to_string(),
+        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", export_delay_ms.to_string())
+        .env("CLM_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    if let Some(url) = database.database_url() {
+        command.env("CLM_DATABASE_URL", url);
+    }
+    if let Some(url) = clm_testkit::test_redis_url().await {
         command
-            .args(["serve", service, "--listen", &addrs[offset]])
-            .env("CLM_DATA_DIR", database.data_dir())
-            .env("CLM_SCORING_ADDR", &addrs[1])
-            .env("CLM_LIFECYCLE_ADDR", &addrs[2])
-            .env("CLM_ANALYTICS_ADDR", &addrs[3])
-            // `serve` puts a service's admin port at the base plus its place in the suite.
-            .env(
-                "CLM_ADMIN_BASE_PORT",
-                (admin_port - offset as u16).to_string(),
-            )
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("CLM_LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(url) = database.database_url() {
-            command.env("CLM_DATABASE_URL", url);
-        }
-        if let Some(url) = &redis {
-            command
-                .env("CLM_REDIS_URL", url)
-                .env("CLM_CACHE_PREFIX", &prefix);
-        }
-        processes.push(Process {
-            service,
-            child: command.spawn().expect("start clm serve"),
-            addr: addrs[offset].clone(),
-            admin: format!("127.0.0.1:{admin_port}"),
-            log,
-        });
+            .env("CLM_REDIS_URL", url)
+            .env("CLM_CACHE_PREFIX", clm_testkit::unique_prefix());
     }
-    for process in &mut processes {
-        wait_until_serving(process).await;
+    let mut process = Process {
+        service,
+        child: command.spawn().expect("start clm serve"),
+        addr: addrs[offset].clone(),
+        admin: format!("127.0.0.1:{admin_port}"),
+        log,
+    };
+    wait_until_serving(&mut process).await;
+    process
+}
+
+/// Starts the four services, downstream first, each exporting spans to `otlp`.
+async fn start_suite(database: &TestDatabase, otlp: std::net::SocketAddr) -> Vec<Process> {
+    let addrs = suite_addresses();
+    let mut processes = Vec::new();
+    for offset in (0..SERVICES.len()).rev() {
+        processes.push(spawn(database, offset, &addrs, otlp, 100).await);
     }
+    processes.reverse();
     processes
 }
 
@@ -413,6 +429,21 @@ backend_tests!(
                 .await
                 .unwrap();
         }
+        // A caller's mistake is recorded on the span, but is not the server's failure.
+        let refused = contacts
+            .get_contact(cpb::GetContactRequest {
+                id: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        let span = eventually_span(&receiver, |s| {
+            s.attribute("rpc.method") == Some("GetContact")
+        })
+        .await;
+        assert_eq!(span.attribute("rpc.grpc.status_code"), Some("3"));
+        assert_ne!(span.status_code, STATUS_ERROR);
+
         let pii = [email.as_str(), first_name.as_str(), last_name.as_str()];
         check_metrics(&processes, &pii).await;
 
@@ -450,6 +481,63 @@ backend_tests!(
         }
     }
 );
+
+/// Waits for a span that `matches`.
+async fn eventually_span(
+    receiver: &Receiver,
+    matches: impl Fn(&ReceivedSpan) -> bool,
+) -> ReceivedSpan {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(span) = receiver.spans().into_iter().find(|s| matches(s)) {
+            return span;
+        }
+        assert!(Instant::now() < deadline, "the span never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+backend_tests!(spans_are_flushed_when_a_service_stops, |db| async move {
+    let (receiver, otlp) = Receiver::start().await;
+    // An export delay far beyond the test: only the flush at shutdown can send the span.
+    let mut analytics = spawn(&db, 3, &suite_addresses(), otlp, 600_000).await;
+    let mut client =
+        clm_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient::new(
+            channel(&analytics).await,
+        );
+    client
+        .get_nps(clm_proto::analytics::v1::GetNpsRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        receiver.spans().is_empty(),
+        "nothing is exported before the delay"
+    );
+    let pid = analytics.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while analytics.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "analytics did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let flushed = receiver.spans();
+    assert!(
+        flushed
+            .iter()
+            .any(|s| s.service == "clm-analytics" && s.attribute("rpc.method") == Some("GetNps")),
+        "the request's span was flushed at shutdown: {flushed:#?}\n{}",
+        analytics.log()
+    );
+});
 
 /// The value of the series `name{labels}` (exact label text) in a scrape, if present.
 fn value(body: &str, series: &str) -> Option<f64> {
