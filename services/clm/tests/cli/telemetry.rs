@@ -431,9 +431,7 @@ backend_tests!(
         }
         // A caller's mistake is recorded on the span, but is not the server's failure.
         let refused = contacts
-            .get_contact(cpb::GetContactRequest {
-                id: String::new(),
-            })
+            .get_contact(cpb::GetContactRequest { id: String::new() })
             .await
             .unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
