@@ -14,4 +14,6 @@ pub use error::{Error, ErrorCode, FieldViolation, mask_paths};
 pub use metrics::Metrics;
 pub use server::{Admin, Bound, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, bind, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
-pub use tenant::{DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of};
+pub use tenant::{
+    DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of, validate_tenant,
+};

@@ -14,12 +14,18 @@ pub fn tenant_of(metadata: &tonic::metadata::MetadataMap) -> Result<String, Erro
         return Ok(DEFAULT_TENANT.to_owned());
     };
     let tenant = value.to_str().unwrap_or_default();
+    validate_tenant(tenant)?;
+    Ok(tenant.to_owned())
+}
+
+/// Checks a tenant id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+pub fn validate_tenant(tenant: &str) -> Result<(), Error> {
     let valid = (1..=64).contains(&tenant.len())
         && tenant
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if valid {
-        Ok(tenant.to_owned())
+        Ok(())
     } else {
         Err(Error::invalid_field(
             TENANT_METADATA_KEY,
