@@ -140,7 +140,11 @@ async fn contacts_app(
         relay: clm_outbox::RelayOptions::default(),
     };
     let app = clm_contacts::Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "contacts ready");
+    tracing::info!(
+        addr = %app.local_addr(),
+        admin_addr = ?app.admin_addr(),
+        "contacts ready"
+    );
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
@@ -157,7 +161,11 @@ async fn analytics_app(
     config.serve = serve_options(args);
     config.admin_listen = admin_addr(args, 3);
     let app = clm_analytics::Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "analytics ready");
+    tracing::info!(
+        addr = %app.local_addr(),
+        admin_addr = ?app.admin_addr(),
+        "analytics ready"
+    );
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
@@ -177,7 +185,11 @@ async fn lifecycle_app(
     config.analytics_addr = Some(analytics_addr);
     config.admin_listen = admin_addr(args, 2);
     let app = clm_lifecycle::Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "lifecycle ready");
+    tracing::info!(
+        addr = %app.local_addr(),
+        admin_addr = ?app.admin_addr(),
+        "lifecycle ready"
+    );
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 
@@ -199,7 +211,11 @@ async fn scoring_app(
     config.lifecycle_addr = Some(lifecycle_addr);
     config.admin_listen = admin_addr(args, 1);
     let app = clm_scoring::Application::build(config).await?;
-    tracing::info!(addr = %app.local_addr(), "scoring ready");
+    tracing::info!(
+        addr = %app.local_addr(),
+        admin_addr = ?app.admin_addr(),
+        "scoring ready"
+    );
     Ok(Box::pin(app.run_until_stopped(shutdown.clone())))
 }
 

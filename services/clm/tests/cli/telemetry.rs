@@ -14,8 +14,8 @@ use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use clm_testkit::{TestDatabase, backend_tests};
 use tonic::transport::Channel;
 
+use crate::CLM;
 use crate::otlp::{ReceivedSpan, Receiver, SERVER, STATUS_ERROR};
-use crate::{CLM, free_port};
 
 const SERVICES: [&str; 4] = ["contacts", "scoring", "lifecycle", "analytics"];
 
@@ -66,38 +66,33 @@ impl Process {
     }
 }
 
-/// The loopback addresses the four services will listen on, in [`SERVICES`] order.
-fn suite_addresses() -> Vec<String> {
-    SERVICES
-        .iter()
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect()
-}
-
-/// Starts service number `offset` of the suite at `addrs`, exporting spans to `otlp` with
-/// the batch exporter's delay `export_delay_ms`.
+/// Starts service number `offset` of the suite on a port of its own choosing, calling the
+/// services downstream of it at `addrs` (known once they run), exporting spans to `otlp`
+/// with the batch exporter's delay `export_delay_ms`. The ports are read back from the
+/// service's "ready" log line, so no port is picked here and lost to a race.
 async fn spawn(
     database: &TestDatabase,
     offset: usize,
-    addrs: &[String],
+    addrs: &HashMap<&str, String>,
     otlp: std::net::SocketAddr,
     export_delay_ms: u64,
 ) -> Process {
     let service = SERVICES[offset];
-    let admin_port = free_port();
     let log = database.data_dir().join(format!("{service}.log"));
+    let peer = |name: &str| {
+        addrs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1:1".into())
+    };
     let mut command = Command::new(CLM);
     command
-        .args(["serve", service, "--listen", &addrs[offset]])
+        .args(["serve", service, "--listen", "127.0.0.1:0"])
         .env("CLM_DATA_DIR", database.data_dir())
-        .env("CLM_SCORING_ADDR", &addrs[1])
-        .env("CLM_LIFECYCLE_ADDR", &addrs[2])
-        .env("CLM_ANALYTICS_ADDR", &addrs[3])
-        // `serve` puts a service's admin port at the base plus its place in the suite.
-        .env(
-            "CLM_ADMIN_BASE_PORT",
-            (admin_port - offset as u16).to_string(),
-        )
+        .env("CLM_SCORING_ADDR", peer("scoring"))
+        .env("CLM_LIFECYCLE_ADDR", peer("lifecycle"))
+        .env("CLM_ANALYTICS_ADDR", peer("analytics"))
+        .env("CLM_ADMIN_BASE_PORT", "0")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", export_delay_ms.to_string())
         .env("CLM_LOG_FORMAT", "json")
@@ -115,20 +110,49 @@ async fn spawn(
     let mut process = Process {
         service,
         child: command.spawn().expect("start clm serve"),
-        addr: addrs[offset].clone(),
-        admin: format!("127.0.0.1:{admin_port}"),
+        addr: String::new(),
+        admin: String::new(),
         log,
     };
+    let ready = format!("{service} ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let found = process.log().lines().find_map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).ok()?;
+            (line["fields"]["message"] == ready.as_str()).then_some(line)
+        });
+        if let Some(line) = found {
+            break line;
+        }
+        if let Ok(Some(status)) = process.child.try_wait() {
+            panic!("{service} exited with {status}: {}", process.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{service} never got ready: {}",
+            process.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    process.addr = line["fields"]["addr"].as_str().unwrap().to_owned();
+    // Logged with Debug formatting: Some(127.0.0.1:PORT).
+    let admin = line["fields"]["admin_addr"].as_str().unwrap();
+    process.admin = admin
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .to_owned();
     wait_until_serving(&mut process).await;
     process
 }
 
 /// Starts the four services, downstream first, each exporting spans to `otlp`.
 async fn start_suite(database: &TestDatabase, otlp: std::net::SocketAddr) -> Vec<Process> {
-    let addrs = suite_addresses();
+    let mut addrs = HashMap::new();
     let mut processes = Vec::new();
     for offset in (0..SERVICES.len()).rev() {
-        processes.push(spawn(database, offset, &addrs, otlp, 100).await);
+        let process = spawn(database, offset, &addrs, otlp, 100).await;
+        addrs.insert(SERVICES[offset], process.addr.clone());
+        processes.push(process);
     }
     processes.reverse();
     processes
@@ -294,6 +318,21 @@ backend_tests!(
             .into_inner()
             .contact
             .unwrap();
+        // The contact's own change events go out first: a relay batch continues the trace of
+        // its first row only (the others are linked), so the interaction gets a batch of its own.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ["scoring", "analytics"].iter().any(|target| {
+            value(
+                &processes[0].metrics(),
+                &format!(r#"clm_outbox_depth{{target="{target}"}}"#),
+            ) != Some(0.0)
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the contact's events were never delivered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let now = chrono::Utc::now();
         contacts
             .record_interaction(cpb::RecordInteractionRequest {
@@ -498,7 +537,7 @@ async fn eventually_span(
 backend_tests!(spans_are_flushed_when_a_service_stops, |db| async move {
     let (receiver, otlp) = Receiver::start().await;
     // An export delay far beyond the test: only the flush at shutdown can send the span.
-    let mut analytics = spawn(&db, 3, &suite_addresses(), otlp, 600_000).await;
+    let mut analytics = spawn(&db, 3, &HashMap::new(), otlp, 600_000).await;
     let mut client =
         clm_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient::new(
             channel(&analytics).await,
