@@ -1,40 +1,53 @@
-//! What every gRPC delivery shares: a lazily connected channel, and a request that carries
-//! the tenant, the trace context and a deadline.
+//! What every gRPC delivery shares: a lazily connected channel to the receiving service, and
+//! requests that carry the tenant, this service's credentials, the trace context and a
+//! deadline.
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use clm_runtime::auth::Credentials;
+use clm_runtime::{Security, SecurityError};
+use tonic::transport::Channel;
 
 use crate::DeliveryError;
 
 /// How long one delivery call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A channel to `addr` (`host:port` or a URL) that connects on first use and reconnects by
-/// itself, so a receiver that is down does not stop the sender from starting.
-pub fn lazy_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(url)?
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy())
+/// A receiving service.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Connects on first use and reconnects by itself, so a receiver that is down does not
+    /// stop the sender from starting.
+    pub channel: Channel,
+    credentials: Credentials,
 }
 
-/// A request for `tenant`, continuing the current trace, with [`CALL_TIMEOUT`].
-pub fn outgoing<T>(tenant: &str, message: T) -> Result<tonic::Request<T>, DeliveryError> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(CALL_TIMEOUT);
-    let tenant = tenant
-        .parse()
-        .map_err(|_| DeliveryError(format!("tenant {tenant:?} is not valid metadata")))?;
-    request
-        .metadata_mut()
-        .insert(clm_runtime::TENANT_METADATA_KEY, tenant);
-    clm_telemetry::inject_context(request.metadata_mut());
-    Ok(request)
+impl Peer {
+    /// The service at `addr` (`host:port` or a URL), reached with `security`'s TLS and
+    /// credentials.
+    pub fn connect_lazy(addr: &str, security: &Security) -> Result<Self, SecurityError> {
+        Ok(Self {
+            channel: security.endpoint(addr)?.connect_lazy(),
+            credentials: security.credentials.clone(),
+        })
+    }
+
+    /// A request for `tenant` with this service's token for it, continuing the current
+    /// trace, with [`CALL_TIMEOUT`].
+    pub fn request<T>(&self, tenant: &str, message: T) -> Result<tonic::Request<T>, DeliveryError> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(CALL_TIMEOUT);
+        let value = tenant
+            .parse()
+            .map_err(|_| DeliveryError(format!("tenant {tenant:?} is not valid metadata")))?;
+        let metadata = request.metadata_mut();
+        metadata.insert(clm_runtime::TENANT_METADATA_KEY, value);
+        self.credentials
+            .authorize(tenant, metadata)
+            .map_err(|e| DeliveryError(e.to_string()))?;
+        clm_telemetry::inject_context(metadata);
+        Ok(request)
+    }
 }
 
 /// A failed call as a delivery error.

@@ -3,17 +3,22 @@
 //! `tonic::Status`.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod error;
 pub mod metrics;
 pub mod page_token;
+mod security;
 mod server;
 mod shutdown;
 mod tenant;
+mod tls;
 
 pub use error::{Error, ErrorCode, FieldViolation, mask_paths};
 pub use metrics::Metrics;
+pub use security::{Security, SecurityError};
 pub use server::{Admin, Bound, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, bind, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use tenant::{
     DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of, validate_tenant,
 };
+pub use tls::{TlsError, TlsFiles};

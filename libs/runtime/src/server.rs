@@ -19,6 +19,8 @@ pub struct ServeOptions {
     pub concurrency_limit: usize,
     /// How long in-flight requests may run on after shutdown begins.
     pub grace_period: Duration,
+    /// Who may call, over what transport, and how this service calls others.
+    pub security: crate::Security,
 }
 
 impl Default for ServeOptions {
@@ -27,6 +29,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
             grace_period: Duration::from_secs(10),
+            security: crate::Security::default(),
         }
     }
 }
@@ -84,12 +87,19 @@ pub async fn serve(
         .load_shed()
         .concurrency_limit(options.concurrency_limit)
         .into_inner();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &options.security.tls {
+        let config = tls.server_config().map_err(|e| internal(&e))?;
+        builder = builder.tls_config(config).map_err(|e| internal(&e))?;
+    }
+    let router = builder
         .timeout(options.request_timeout)
         .accept_http1(true)
         .trace_fn(clm_telemetry::server_span)
         .layer(layers)
         .layer(tonic_web::GrpcWebLayer::new())
+        // Innermost: a refusal is counted by the metrics layer and framed for gRPC-Web.
+        .layer(crate::auth::RequireAuth(options.security.verifier.clone()))
         .add_routes(routes);
 
     for name in service_names {

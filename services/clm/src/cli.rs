@@ -19,6 +19,9 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Run one service, for deployment.
     Serve(ServeArgs),
+    /// Issue a bearer token signed with the configured key (for operators and development).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Apply pending database migrations of every service, then exit.
     Migrate(StoreArgs),
     /// Show each outbox's backlog: undelivered events and the age of the oldest.
@@ -68,11 +71,75 @@ pub(crate) struct StoreArgs {
     pub(crate) database_url: Option<String>,
 }
 
+/// Keys of bearer-token authentication; setting a verification key turns auth on.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct AuthArgs {
+    /// HS256 shared secret (at least 32 bytes): verifies and signs tokens.
+    #[arg(long, env = "CLM_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+    /// RS256 public key that verifies tokens: a PEM file or a JWKS (JSON) file.
+    #[arg(long, env = "CLM_JWT_PUBLIC_KEY_FILE")]
+    pub(crate) jwt_public_key_file: Option<PathBuf>,
+    /// RS256 private key (PEM) that signs the services' own tokens and `clm token issue`.
+    #[arg(long, env = "CLM_JWT_PRIVATE_KEY_FILE")]
+    pub(crate) jwt_private_key_file: Option<PathBuf>,
+    /// The `iss` tokens must carry.
+    #[arg(long, env = "CLM_JWT_ISSUER", default_value = clm_runtime::auth::DEFAULT_ISSUER)]
+    pub(crate) jwt_issuer: String,
+    /// The `aud` tokens must carry.
+    #[arg(long, env = "CLM_JWT_AUDIENCE", default_value = clm_runtime::auth::DEFAULT_AUDIENCE)]
+    pub(crate) jwt_audience: String,
+}
+
+impl AuthArgs {
+    pub(crate) fn settings(&self) -> clm_runtime::auth::AuthSettings {
+        clm_runtime::auth::AuthSettings {
+            secret: self.jwt_secret.clone(),
+            public_key_file: self.jwt_public_key_file.clone(),
+            private_key_file: self.jwt_private_key_file.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        }
+    }
+}
+
+/// TLS of servers and of the services' calls to each other.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct TlsArgs {
+    /// Certificate chain (PEM) served by this process, and shown to the services it calls.
+    #[arg(long, env = "CLM_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "CLM_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub(crate) tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    #[arg(long, env = "CLM_TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub(crate) tls_client_ca_file: Option<PathBuf>,
+    /// CA that signs the other services' certificates (default: the client CA).
+    #[arg(long, env = "CLM_TLS_CA_FILE")]
+    pub(crate) tls_ca_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub(crate) fn files(&self) -> Option<clm_runtime::TlsFiles> {
+        Some(clm_runtime::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+            server_ca: self.tls_ca_file.clone(),
+        })
+    }
+}
+
 /// Options every server shares.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ServerArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
+    #[command(flatten)]
+    pub(crate) auth: AuthArgs,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Allow a non-loopback address although no authentication is configured.
     #[arg(long, env = "CLM_INSECURE")]
     pub(crate) insecure: bool,
@@ -171,9 +238,42 @@ pub(crate) struct ClientArgs {
     /// Address of the analytics service.
     #[arg(long, env = "CLM_ANALYTICS_ADDR", default_value = "127.0.0.1:50054")]
     pub(crate) analytics_addr: String,
-    /// The tenant to act for (sent as x-tenant-id).
+    /// The tenant to act for (sent as x-tenant-id; with auth on, the token's tenant rules).
     #[arg(long, env = "CLM_TENANT", default_value = "default")]
     pub(crate) tenant: String,
+    /// Bearer token sent with every call (see `clm token issue`).
+    #[arg(long, env = "CLM_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// CA that signs the services' certificates: calls go over TLS when set.
+    #[arg(long, env = "CLM_TLS_CA_FILE")]
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for services that require mutual TLS.
+    #[arg(long, env = "CLM_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "CLM_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub(crate) tls_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Print a signed token.
+    Issue {
+        #[command(flatten)]
+        auth: AuthArgs,
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// A granted scope (repeatable), e.g. contacts:read; `all` grants every public scope.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 15m, 12h, 30d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Who the token is for (`sub`).
+        #[arg(long, default_value = "operator")]
+        subject: String,
+    },
 }
 
 // Parsed once per process: the size difference between variants costs nothing.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clm_runtime::{ServeOptions, Shutdown};
 
-use crate::cli::{Cli, Command, ServerArgs, Service, StoreArgs};
+use crate::cli::{Cli, Command, ServerArgs, Service, StoreArgs, TokenCommand};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,6 +79,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             };
             run_services(vec![app], shutdown, started).await
         }
+        Command::Token(command) => token(command),
         Command::Migrate(store) => migrate(&store).await,
         Command::Outbox(store) => outbox(&store).await,
         Command::Contacts(command) => crate::client::contacts(command).await,
@@ -110,12 +111,25 @@ fn admin_addr(args: &ServerArgs, offset: u16) -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-fn serve_options(args: &ServerArgs) -> ServeOptions {
-    ServeOptions {
+/// The server options of service `subject` (e.g. `clm-contacts`); refuses a non-loopback
+/// `listen` without authentication unless `--insecure`.
+fn serve_options(
+    args: &ServerArgs,
+    subject: &str,
+    listen: SocketAddr,
+) -> Result<ServeOptions, BoxError> {
+    let security =
+        clm_runtime::Security::from_settings(&args.auth.settings(), args.tls.files(), subject)?;
+    refuse_exposure(listen, args.insecure, security.auth_enabled())?;
+    if !security.auth_enabled() {
+        tracing::info!(%listen, "authentication is off: tokens are not checked, x-tenant-id names the tenant");
+    }
+    Ok(ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         concurrency_limit: args.concurrency_limit,
         grace_period: Duration::from_secs(args.grace_period_secs),
-    }
+        security,
+    })
 }
 
 /// Contacts, delivering to (scoring, analytics).
@@ -125,7 +139,6 @@ async fn contacts_app(
     peers: (String, String),
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
-    refuse_exposure(listen, args.insecure)?;
     let config = clm_contacts::Config {
         listen,
         data_dir: args.store.data_dir.clone(),
@@ -133,7 +146,7 @@ async fn contacts_app(
         migrate: !args.no_migrate,
         page_token_secret: args.page_token_secret.clone(),
         max_message_bytes: args.max_message_bytes,
-        serve: serve_options(args),
+        serve: serve_options(args, "clm-contacts", listen)?,
         admin_listen: admin_addr(args, 0),
         scoring_addr: Some(peers.0),
         analytics_addr: Some(peers.1),
@@ -153,12 +166,11 @@ async fn analytics_app(
     listen: SocketAddr,
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
-    refuse_exposure(listen, args.insecure)?;
     let mut config = clm_analytics::Config::embedded(listen, args.store.data_dir.clone());
     config.database_url.clone_from(&args.store.database_url);
     config.migrate = !args.no_migrate;
     config.max_message_bytes = args.max_message_bytes;
-    config.serve = serve_options(args);
+    config.serve = serve_options(args, "clm-analytics", listen)?;
     config.admin_listen = admin_addr(args, 3);
     let app = clm_analytics::Application::build(config).await?;
     tracing::info!(
@@ -175,13 +187,12 @@ async fn lifecycle_app(
     analytics_addr: String,
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
-    refuse_exposure(listen, args.insecure)?;
     let mut config = clm_lifecycle::Config::embedded(listen, args.store.data_dir.clone());
     config.database_url.clone_from(&args.store.database_url);
     config.migrate = !args.no_migrate;
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
-    config.serve = serve_options(args);
+    config.serve = serve_options(args, "clm-lifecycle", listen)?;
     config.analytics_addr = Some(analytics_addr);
     config.admin_listen = admin_addr(args, 2);
     let app = clm_lifecycle::Application::build(config).await?;
@@ -199,7 +210,6 @@ async fn scoring_app(
     lifecycle_addr: String,
     shutdown: &Shutdown,
 ) -> Result<Ready, BoxError> {
-    refuse_exposure(listen, args.insecure)?;
     let mut config = clm_scoring::Config::embedded(listen, args.store.data_dir.clone());
     config.database_url.clone_from(&args.store.database_url);
     config.migrate = !args.no_migrate;
@@ -207,7 +217,7 @@ async fn scoring_app(
     config.cache_prefix.clone_from(&args.cache_prefix);
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
-    config.serve = serve_options(args);
+    config.serve = serve_options(args, "clm-scoring", listen)?;
     config.lifecycle_addr = Some(lifecycle_addr);
     config.admin_listen = admin_addr(args, 1);
     let app = clm_scoring::Application::build(config).await?;
@@ -220,8 +230,8 @@ async fn scoring_app(
 }
 
 /// Without authentication a server stays on loopback unless told `--insecure`.
-fn refuse_exposure(addr: SocketAddr, insecure: bool) -> Result<(), BoxError> {
-    if addr.ip().is_loopback() {
+fn refuse_exposure(addr: SocketAddr, insecure: bool, auth: bool) -> Result<(), BoxError> {
+    if addr.ip().is_loopback() || auth {
         return Ok(());
     }
     if insecure {
@@ -258,6 +268,43 @@ async fn run_services(
         result??;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn token(command: TokenCommand) -> Result<(), BoxError> {
+    let TokenCommand::Issue {
+        auth,
+        tenant,
+        scopes,
+        ttl,
+        subject,
+    } = command;
+    clm_runtime::validate_tenant(&tenant).map_err(|e| format!("--tenant {tenant:?}: {e}"))?;
+    let mut granted = Vec::new();
+    for scope in scopes {
+        if scope == "all" {
+            let public = clm_runtime::auth::ALL_SCOPES
+                .iter()
+                .filter(|s| **s != clm_runtime::auth::INTERNAL);
+            granted.extend(public.map(|s| (*s).to_owned()));
+        } else if clm_runtime::auth::ALL_SCOPES.contains(&scope.as_str()) {
+            granted.push(scope);
+        } else {
+            return Err(format!(
+                "unknown scope {scope:?}; one of: all, {}",
+                clm_runtime::auth::ALL_SCOPES.join(", ")
+            )
+            .into());
+        }
+    }
+    let issuer = clm_runtime::auth::TokenIssuer::from_settings(&auth.settings())?;
+    let token = issuer.issue(&clm_runtime::auth::IssueOptions {
+        subject,
+        tenant,
+        scopes: granted,
+        ttl,
+    })?;
+    println!("{token}");
     Ok(())
 }
 

@@ -83,7 +83,7 @@ pub enum StartError {
     Store(#[from] clm_store::StoreError),
     /// The scoring address is not usable.
     #[error("scoring address: {0}")]
-    ScoringAddr(#[from] tonic::transport::Error),
+    ScoringAddr(#[from] clm_runtime::SecurityError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -141,7 +141,7 @@ impl Application {
             let relay = clm_outbox::Relay::new(
                 db.clone(),
                 "scoring",
-                relay::ScoringDelivery::new(addr)?,
+                relay::ScoringDelivery::new(addr, &config.serve.security)?,
                 wake.clone(),
                 config.relay.clone(),
             )
@@ -152,7 +152,7 @@ impl Application {
             let relay = clm_outbox::Relay::new(
                 db.clone(),
                 "analytics",
-                relay::AnalyticsDelivery::new(addr)?,
+                relay::AnalyticsDelivery::new(addr, &config.serve.security)?,
                 wake.clone(),
                 config.relay.clone(),
             )

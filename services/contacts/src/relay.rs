@@ -1,7 +1,7 @@
 //! Delivery of contact events to scoring's ApplyInteractions and analytics'
 //! IngestInteractions.
 
-use clm_outbox::delivery::{decode_all, failed, lazy_channel, outgoing};
+use clm_outbox::delivery::{Peer, decode_all, failed};
 use clm_outbox::{Deliver, DeliveryError, Message};
 use clm_proto::analytics::v1::IngestInteractionsRequest;
 use clm_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient;
@@ -13,13 +13,19 @@ use tonic::transport::Channel;
 #[derive(Clone)]
 pub(crate) struct ScoringDelivery {
     client: ScoringServiceClient<Channel>,
+    peer: Peer,
 }
 
 impl ScoringDelivery {
     /// A delivery to scoring at `addr`.
-    pub(crate) fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
+    pub(crate) fn new(
+        addr: &str,
+        security: &clm_runtime::Security,
+    ) -> Result<Self, clm_runtime::SecurityError> {
+        let peer = Peer::connect_lazy(addr, security)?;
         Ok(Self {
-            client: ScoringServiceClient::new(lazy_channel(addr)?),
+            client: ScoringServiceClient::new(peer.channel.clone()),
+            peer,
         })
     }
 }
@@ -27,7 +33,7 @@ impl ScoringDelivery {
 #[async_trait::async_trait]
 impl Deliver for ScoringDelivery {
     async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
-        let request = outgoing(
+        let request = self.peer.request(
             tenant,
             ApplyInteractionsRequest {
                 events: decode_all(batch),
@@ -46,13 +52,19 @@ impl Deliver for ScoringDelivery {
 #[derive(Clone)]
 pub(crate) struct AnalyticsDelivery {
     client: AnalyticsServiceClient<Channel>,
+    peer: Peer,
 }
 
 impl AnalyticsDelivery {
     /// A delivery to analytics at `addr`.
-    pub(crate) fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
+    pub(crate) fn new(
+        addr: &str,
+        security: &clm_runtime::Security,
+    ) -> Result<Self, clm_runtime::SecurityError> {
+        let peer = Peer::connect_lazy(addr, security)?;
         Ok(Self {
-            client: AnalyticsServiceClient::new(lazy_channel(addr)?),
+            client: AnalyticsServiceClient::new(peer.channel.clone()),
+            peer,
         })
     }
 }
@@ -60,7 +72,7 @@ impl AnalyticsDelivery {
 #[async_trait::async_trait]
 impl Deliver for AnalyticsDelivery {
     async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
-        let request = outgoing(
+        let request = self.peer.request(
             tenant,
             IngestInteractionsRequest {
                 events: decode_all(batch),

@@ -88,7 +88,7 @@ pub enum StartError {
     Store(#[from] clm_store::StoreError),
     /// The analytics address is not usable.
     #[error("analytics address: {0}")]
-    AnalyticsAddr(#[from] tonic::transport::Error),
+    AnalyticsAddr(#[from] clm_runtime::SecurityError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -152,7 +152,7 @@ impl Application {
                 clm_outbox::Relay::new(
                     db.clone(),
                     store::engine::ANALYTICS,
-                    relay::AnalyticsDelivery::new(addr)?,
+                    relay::AnalyticsDelivery::new(addr, &config.serve.security)?,
                     wake.clone(),
                     config.relay.clone(),
                 )

@@ -108,7 +108,7 @@ pub enum StartError {
     Cache(#[from] clm_cache::CacheError),
     /// The lifecycle address is not usable.
     #[error("lifecycle address: {0}")]
-    LifecycleAddr(#[from] tonic::transport::Error),
+    LifecycleAddr(#[from] clm_runtime::SecurityError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -180,7 +180,7 @@ impl Application {
                 clm_outbox::Relay::new(
                     db.clone(),
                     signals::TARGET,
-                    relay::LifecycleDelivery::new(addr)?,
+                    relay::LifecycleDelivery::new(addr, &config.serve.security)?,
                     wake.clone(),
                     config.relay.clone(),
                 )

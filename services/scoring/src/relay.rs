@@ -1,6 +1,6 @@
 //! Delivery of signals to lifecycle's ApplySignals.
 
-use clm_outbox::delivery::{decode_all, failed, lazy_channel, outgoing};
+use clm_outbox::delivery::{Peer, decode_all, failed};
 use clm_outbox::{Deliver, DeliveryError, Message};
 use clm_proto::lifecycle::v1::ApplySignalsRequest;
 use clm_proto::lifecycle::v1::lifecycle_service_client::LifecycleServiceClient;
@@ -10,13 +10,19 @@ use tonic::transport::Channel;
 #[derive(Clone)]
 pub(crate) struct LifecycleDelivery {
     client: LifecycleServiceClient<Channel>,
+    peer: Peer,
 }
 
 impl LifecycleDelivery {
     /// A delivery to lifecycle at `addr`.
-    pub(crate) fn new(addr: &str) -> Result<Self, tonic::transport::Error> {
+    pub(crate) fn new(
+        addr: &str,
+        security: &clm_runtime::Security,
+    ) -> Result<Self, clm_runtime::SecurityError> {
+        let peer = Peer::connect_lazy(addr, security)?;
         Ok(Self {
-            client: LifecycleServiceClient::new(lazy_channel(addr)?),
+            client: LifecycleServiceClient::new(peer.channel.clone()),
+            peer,
         })
     }
 }
@@ -24,7 +30,7 @@ impl LifecycleDelivery {
 #[async_trait::async_trait]
 impl Deliver for LifecycleDelivery {
     async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
-        let request = outgoing(
+        let request = self.peer.request(
             tenant,
             ApplySignalsRequest {
                 signals: decode_all(batch),

@@ -24,10 +24,11 @@ use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use crate::cli::ClientArgs;
 use crate::run::BoxError;
 
-/// Adds the tenant and the trace context to every call.
+/// Adds the tenant, the bearer token and the trace context to every call.
 #[derive(Clone)]
 pub(crate) struct CallContext {
     tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl tonic::service::Interceptor for CallContext {
@@ -38,6 +39,11 @@ impl tonic::service::Interceptor for CallContext {
         request
             .metadata_mut()
             .insert(clm_runtime::TENANT_METADATA_KEY, self.tenant.clone());
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         clm_telemetry::inject_context(request.metadata_mut());
         Ok(request)
     }
@@ -47,28 +53,56 @@ pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Channel, Cal
 
 pub(crate) type Scoring = ScoringServiceClient<InterceptedService<Channel, CallContext>>;
 
-async fn channel(addr: &str, name: &str) -> Result<Channel, BoxError> {
+async fn channel(args: &ClientArgs, addr: &str, name: &str) -> Result<Channel, BoxError> {
+    let tls = args.tls_ca_file.as_ref().map(|ca| {
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        let read = |path: &std::path::PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        config = config.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+            config = config.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        Ok::<_, String>(config)
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoint = if addr.contains("://") {
         addr.to_owned()
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     };
-    Ok(Channel::from_shared(endpoint)?
-        .connect_timeout(std::time::Duration::from_secs(5))
+    let mut endpoint =
+        Channel::from_shared(endpoint)?.connect_timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls?)?;
+    }
+    Ok(endpoint
         .connect()
         .await
         .map_err(|e| format!("cannot reach {name} at {addr}: {e}"))?)
 }
 
 fn context(args: &ClientArgs) -> Result<CallContext, BoxError> {
+    let authorization = match &args.token {
+        Some(token) => Some(
+            format!("Bearer {}", token.trim())
+                .parse()
+                .map_err(|_| "CLM_TOKEN is not a valid token")?,
+        ),
+        None => None,
+    };
     Ok(CallContext {
         tenant: args.tenant.parse()?,
+        authorization,
     })
 }
 
 /// A client of the contacts service.
 pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
-    let channel = channel(&args.contacts_addr, "contacts").await?;
+    let channel = channel(args, &args.contacts_addr, "contacts").await?;
     Ok(ContactsServiceClient::with_interceptor(
         channel,
         context(args)?,
@@ -77,7 +111,7 @@ pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxE
 
 /// A client of the scoring service.
 pub(crate) async fn connect_scoring(args: &ClientArgs) -> Result<Scoring, BoxError> {
-    let channel = channel(&args.scoring_addr, "scoring").await?;
+    let channel = channel(args, &args.scoring_addr, "scoring").await?;
     Ok(ScoringServiceClient::with_interceptor(
         channel,
         context(args)?,
@@ -88,7 +122,7 @@ pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Channel, C
 
 /// A client of the lifecycle service.
 pub(crate) async fn connect_lifecycle(args: &ClientArgs) -> Result<Lifecycle, BoxError> {
-    let channel = channel(&args.lifecycle_addr, "lifecycle").await?;
+    let channel = channel(args, &args.lifecycle_addr, "lifecycle").await?;
     Ok(LifecycleServiceClient::with_interceptor(
         channel,
         context(args)?,
@@ -99,7 +133,7 @@ pub(crate) type Analytics = AnalyticsServiceClient<InterceptedService<Channel, C
 
 /// A client of the analytics service.
 pub(crate) async fn connect_analytics(args: &ClientArgs) -> Result<Analytics, BoxError> {
-    let channel = channel(&args.analytics_addr, "analytics").await?;
+    let channel = channel(args, &args.analytics_addr, "analytics").await?;
     Ok(AnalyticsServiceClient::with_interceptor(
         channel,
         context(args)?,
