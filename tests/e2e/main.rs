@@ -1,5 +1,6 @@
 //! Flows across services: contacts -> outbox -> scoring.
 #![allow(unreachable_pub)]
 
+mod auth;
 mod journey;
 mod scoring_flow;

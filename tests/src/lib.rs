@@ -101,6 +101,81 @@ pub async fn start_scoring_for(
     serving(addr, clm_scoring::SERVICE_NAME).await
 }
 
+/// The four services started with one security set-up: their addresses, downstream
+/// services found by the upstream ones.
+#[derive(Debug, Clone)]
+pub struct SecuredSuite {
+    /// contacts, scoring, lifecycle, analytics.
+    pub addrs: [SocketAddr; 4],
+}
+
+/// Starts the four services on free ports, chained by their outboxes, each with
+/// `security(subject)` (e.g. `clm-contacts`) as its authentication and TLS.
+pub async fn start_secured_suite(
+    db: &TestDatabase,
+    security: impl Fn(&str) -> clm_runtime::Security,
+    shutdown: &Shutdown,
+) -> SecuredSuite {
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    let dir = db.data_dir().to_path_buf();
+    let serve = |subject: &str| clm_runtime::ServeOptions {
+        security: security(subject),
+        ..clm_runtime::ServeOptions::default()
+    };
+
+    let mut config = clm_analytics::Config::embedded(any, dir.clone());
+    config.database_url = db.database_url();
+    config.serve = serve("clm-analytics");
+    let app = clm_analytics::Application::build(config)
+        .await
+        .expect("analytics starts");
+    let analytics = app.local_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let mut config = clm_lifecycle::Config::embedded(any, dir.clone());
+    config.database_url = db.database_url();
+    config.scheduler_interval = None;
+    config.analytics_addr = Some(analytics.to_string());
+    config.relay = quick_relay();
+    config.serve = serve("clm-lifecycle");
+    let app = clm_lifecycle::Application::build(config)
+        .await
+        .expect("lifecycle starts");
+    let lifecycle = app.local_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let mut config = clm_scoring::Config::embedded(any, dir.clone());
+    config.database_url = db.database_url();
+    config.lifecycle_addr = Some(lifecycle.to_string());
+    config.relay = quick_relay();
+    config.cache_prefix = clm_testkit::unique_prefix();
+    config.cache_ttl = Duration::from_secs(60);
+    if db.backend() == Backend::Postgres {
+        config.redis_url = clm_testkit::test_redis_url().await;
+    }
+    config.serve = serve("clm-scoring");
+    let app = clm_scoring::Application::build(config)
+        .await
+        .expect("scoring starts");
+    let scoring = app.local_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+
+    let mut config = clm_contacts::Config::embedded(any, dir);
+    config.database_url = db.database_url();
+    config.scoring_addr = Some(scoring.to_string());
+    config.analytics_addr = Some(analytics.to_string());
+    config.relay = quick_relay();
+    config.serve = serve("clm-contacts");
+    let app = clm_contacts::Application::build(config)
+        .await
+        .expect("contacts starts");
+    let contacts = app.local_addr();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    SecuredSuite {
+        addrs: [contacts, scoring, lifecycle, analytics],
+    }
+}
+
 /// A channel to `addr` once its `service` reports SERVING.
 pub async fn serving(addr: SocketAddr, service: &str) -> Channel {
     use tonic_health::pb::HealthCheckRequest;
