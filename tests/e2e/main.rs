@@ -3,4 +3,5 @@
 
 mod auth;
 mod journey;
+mod mtls;
 mod scoring_flow;

@@ -206,3 +206,10 @@ mod tests {
         assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
 }
+
+/// A file of the test fixtures (test-only keys and certificates; see `fixtures/README.md`).
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
