@@ -2,6 +2,7 @@
 #![allow(unreachable_pub)]
 
 mod auth;
+mod erasure;
 mod journey;
 mod mtls;
 mod scoring_flow;

@@ -126,6 +126,20 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     .await
 }
 
+/// What a tombstone stores in place of an erased contact's id: `sha256:` and the hex
+/// SHA-256 of tenant and id. Late events for the id still find their tombstone (the
+/// pseudonym is recomputed from the id they carry), but no table keeps the id itself.
+pub fn pseudonym(tenant: &str, contact_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update([0u8])
+        .chain_update(contact_id.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// The OpenTelemetry `db.system.name` of `db`.
 pub fn system_name(db: &DatabaseConnection) -> &'static str {
     match db.get_database_backend() {

@@ -189,6 +189,13 @@ pub fn unique_prefix() -> String {
     format!("clmtest-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A file of the test fixtures (test-only keys and certificates; see `fixtures/README.md`).
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;
@@ -205,11 +212,4 @@ mod tests {
         );
         assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
-}
-
-/// A file of the test fixtures (test-only keys and certificates; see `fixtures/README.md`).
-pub fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
 }

@@ -49,15 +49,22 @@ impl Store {
             .into_iter()
             .collect();
         let erased: HashSet<String> = if known.len() < wanted.len() {
+            // Tombstones hold pseudonyms: look the unknown ids up by theirs.
+            let by_pseudonym: std::collections::HashMap<String, &str> = wanted
+                .iter()
+                .filter(|id| !known.contains(**id))
+                .map(|id| (clm_store::pseudonym(tenant, id), *id))
+                .collect();
             tombstone::Entity::find()
                 .select_only()
                 .column(tombstone::Column::ContactId)
                 .filter(tombstone::Column::TenantId.eq(tenant))
-                .filter(tombstone::Column::ContactId.is_in(wanted.iter().copied()))
+                .filter(tombstone::Column::ContactId.is_in(by_pseudonym.keys().cloned()))
                 .into_tuple::<String>()
                 .all(&txn)
                 .await?
                 .into_iter()
+                .filter_map(|pseudonym| by_pseudonym.get(&pseudonym).map(|id| (*id).to_owned()))
                 .collect()
         } else {
             HashSet::new()

@@ -407,7 +407,7 @@ async fn load_contact<C: ConnectionTrait>(
     {
         return Ok(contact_from_row(row));
     }
-    match tombstone::Entity::find_by_id((tenant.to_owned(), id.to_owned()))
+    match tombstone::Entity::find_by_id((tenant.to_owned(), clm_store::pseudonym(tenant, id)))
         .one(db)
         .await?
     {
@@ -476,7 +476,7 @@ async fn erase(
         .await?;
     tombstone::ActiveModel {
         tenant_id: sea_orm::ActiveValue::Set(tenant.to_owned()),
-        contact_id: sea_orm::ActiveValue::Set(id.to_owned()),
+        contact_id: sea_orm::ActiveValue::Set(clm_store::pseudonym(tenant, id)),
         erased_at: sea_orm::ActiveValue::Set(now),
         merged_into: sea_orm::ActiveValue::Set(merged_into.map(str::to_owned)),
     }

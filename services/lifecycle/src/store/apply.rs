@@ -10,7 +10,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TryInsertResult};
 use super::Store;
 use super::engine::{self, load_facts, save_facts};
 use super::entities::{
-    activity, applied_signal, contact_fact, contact_stage, segment_member, stage_history, tombstone,
+    activity, applied_signal, contact_fact, contact_stage, fired_trigger, lifecycle_event,
+    segment_member, stage_history, tombstone,
 };
 use crate::domain::model::CompiledModel;
 use crate::domain::{LifecycleError, Micros};
@@ -103,10 +104,13 @@ impl Store {
         for signal in fresh.into_iter().filter(|s| new_ids.contains(&s.event_id)) {
             applied += 1;
             let contact = signal.contact_id.clone();
-            if tombstone::Entity::find_by_id((tenant.to_owned(), contact.clone()))
-                .one(&txn)
-                .await?
-                .is_some()
+            if tombstone::Entity::find_by_id((
+                tenant.to_owned(),
+                clm_store::pseudonym(tenant, &contact),
+            ))
+            .one(&txn)
+            .await?
+            .is_some()
             {
                 continue; // erased or merged away: acknowledged, no effect
             }
@@ -225,7 +229,26 @@ async fn erase(
         .filter(stage_history::Column::ContactId.eq(contact))
         .exec(txn)
         .await?;
-    forget(txn, tenant, contact, now, None).await
+    forget(txn, tenant, contact, now, None).await?;
+    // Last, as forgetting the contact's segments writes exit events: the event stream,
+    // fired triggers and the dedupe rows of its signals (their ids name the contact) go too.
+    // The tombstone keeps late signals out.
+    lifecycle_event::Entity::delete_many()
+        .filter(lifecycle_event::Column::TenantId.eq(tenant))
+        .filter(lifecycle_event::Column::ContactId.eq(contact))
+        .exec(txn)
+        .await?;
+    fired_trigger::Entity::delete_many()
+        .filter(fired_trigger::Column::TenantId.eq(tenant))
+        .filter(fired_trigger::Column::ContactId.eq(contact))
+        .exec(txn)
+        .await?;
+    applied_signal::Entity::delete_many()
+        .filter(applied_signal::Column::TenantId.eq(tenant))
+        .filter(applied_signal::Column::EventId.starts_with(format!("clm:score:{contact}:")))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 async fn forget(
@@ -255,7 +278,7 @@ async fn forget(
         .await?;
     tombstone::Entity::insert(tombstone::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
-        contact_id: Set(contact.to_owned()),
+        contact_id: Set(clm_store::pseudonym(tenant, contact)),
         merged_into: Set(merged_into.map(str::to_owned)),
     })
     .on_conflict_do_nothing()

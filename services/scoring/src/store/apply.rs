@@ -312,17 +312,21 @@ async fn load_tombstones(
         if frontier.is_empty() {
             break;
         }
+        // Tombstones hold pseudonyms: look the ids up by theirs.
+        let by_pseudonym: HashMap<String, String> = frontier
+            .drain(..)
+            .map(|id| (clm_store::pseudonym(tenant, &id), id))
+            .collect();
         let stones = tombstone::Entity::find()
             .filter(tombstone::Column::TenantId.eq(tenant))
-            .filter(tombstone::Column::ContactId.is_in(frontier.clone()))
+            .filter(tombstone::Column::ContactId.is_in(by_pseudonym.keys().cloned()))
             .all(txn)
             .await?;
-        frontier = stones
-            .iter()
-            .filter_map(|s| s.merged_into.clone())
-            .collect();
         for stone in stones {
-            redirects.insert(stone.contact_id, stone.merged_into);
+            if let Some(id) = by_pseudonym.get(&stone.contact_id) {
+                frontier.extend(stone.merged_into.clone());
+                redirects.insert(id.clone(), stone.merged_into);
+            }
         }
     }
     Ok(redirects)
@@ -371,7 +375,7 @@ async fn tombstone(
 ) -> Result<(), ScoringError> {
     tombstone::Entity::insert(tombstone::ActiveModel {
         tenant_id: Set(tenant.to_owned()),
-        contact_id: Set(contact.to_owned()),
+        contact_id: Set(clm_store::pseudonym(tenant, contact)),
         merged_into: Set(merged_into.map(str::to_owned)),
     })
     .on_conflict(
