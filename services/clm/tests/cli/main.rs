@@ -4,6 +4,7 @@
 
 mod otlp;
 mod telemetry;
+mod token;
 mod up;
 
 const CLM: &str = env!("CARGO_BIN_EXE_clm");

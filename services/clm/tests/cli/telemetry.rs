@@ -20,10 +20,10 @@ use crate::otlp::{ReceivedSpan, Receiver, SERVER, STATUS_ERROR};
 const SERVICES: [&str; 4] = ["contacts", "scoring", "lifecycle", "analytics"];
 
 /// One `clm serve` process.
-struct Process {
+pub(crate) struct Process {
     service: &'static str,
-    child: Child,
-    addr: String,
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     admin: String,
     log: PathBuf,
 }
@@ -70,12 +70,11 @@ impl Process {
 /// services downstream of it at `addrs` (known once they run), exporting spans to `otlp`
 /// with the batch exporter's delay `export_delay_ms`. The ports are read back from the
 /// service's "ready" log line, so no port is picked here and lost to a race.
-async fn spawn(
+pub(crate) async fn spawn(
     database: &TestDatabase,
     offset: usize,
     addrs: &HashMap<&str, String>,
-    otlp: std::net::SocketAddr,
-    export_delay_ms: u64,
+    env: &[(&str, String)],
 ) -> Process {
     let service = SERVICES[offset];
     let log = database.data_dir().join(format!("{service}.log"));
@@ -93,8 +92,7 @@ async fn spawn(
         .env("CLM_LIFECYCLE_ADDR", peer("lifecycle"))
         .env("CLM_ANALYTICS_ADDR", peer("analytics"))
         .env("CLM_ADMIN_BASE_PORT", "0")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", export_delay_ms.to_string())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("CLM_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -145,12 +143,20 @@ async fn spawn(
     process
 }
 
+/// The variables that make a service export spans to `otlp` every `delay_ms`.
+fn exporting(otlp: std::net::SocketAddr, delay_ms: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_BSP_SCHEDULE_DELAY", delay_ms.to_string()),
+    ]
+}
+
 /// Starts the four services, downstream first, each exporting spans to `otlp`.
 async fn start_suite(database: &TestDatabase, otlp: std::net::SocketAddr) -> Vec<Process> {
     let mut addrs = HashMap::new();
     let mut processes = Vec::new();
     for offset in (0..SERVICES.len()).rev() {
-        let process = spawn(database, offset, &addrs, otlp, 100).await;
+        let process = spawn(database, offset, &addrs, &exporting(otlp, 100)).await;
         addrs.insert(SERVICES[offset], process.addr.clone());
         processes.push(process);
     }
@@ -537,7 +543,7 @@ async fn eventually_span(
 backend_tests!(spans_are_flushed_when_a_service_stops, |db| async move {
     let (receiver, otlp) = Receiver::start().await;
     // An export delay far beyond the test: only the flush at shutdown can send the span.
-    let mut analytics = spawn(&db, 3, &HashMap::new(), otlp, 600_000).await;
+    let mut analytics = spawn(&db, 3, &HashMap::new(), &exporting(otlp, 600_000)).await;
     let mut client =
         clm_proto::analytics::v1::analytics_service_client::AnalyticsServiceClient::new(
             channel(&analytics).await,
