@@ -15,6 +15,8 @@
 
 mod eval;
 mod parse;
+#[cfg(test)]
+mod properties;
 
 pub use parse::parse;
 

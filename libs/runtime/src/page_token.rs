@@ -240,3 +240,62 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cursor() -> impl Strategy<Value = Cursor> {
+        let key = prop_oneof![
+            any::<i64>().prop_map(CursorKey::Int),
+            any::<String>().prop_map(CursorKey::Text),
+        ];
+        (key, any::<String>()).prop_map(|(key, id)| Cursor { key, id })
+    }
+
+    proptest! {
+        #[test]
+        fn issued_tokens_open_to_their_cursor(
+            secret in proptest::collection::vec(any::<u8>(), 1..64),
+            scope in any::<String>(),
+            cursor in cursor(),
+        ) {
+            let tokens = PageTokens::new(&secret);
+            let token = tokens.issue(&scope, cursor.clone());
+            prop_assert_eq!(tokens.open(&scope, &token), Ok(cursor));
+            prop_assert!(token.is_ascii(), "tokens are URL-safe text");
+        }
+
+        #[test]
+        fn any_change_to_a_token_is_refused(
+            cursor in cursor(),
+            at in any::<prop::sample::Index>(),
+            replacement in any::<char>(),
+        ) {
+            let tokens = PageTokens::new(b"secret");
+            let token = tokens.issue("scope", cursor);
+            let mut chars: Vec<char> = token.chars().collect();
+            let at = at.index(chars.len());
+            prop_assume!(chars[at] != replacement);
+            chars[at] = replacement;
+            let altered: String = chars.into_iter().collect();
+            prop_assert!(tokens.open("scope", &altered).is_err());
+        }
+
+        #[test]
+        fn any_text_is_refused_without_panicking(text in any::<String>()) {
+            let tokens = PageTokens::new(b"secret");
+            prop_assert_eq!(tokens.open("scope", &text), Err(TokenError::Tampered));
+        }
+
+        #[test]
+        fn page_sizes_are_bounded(requested in any::<i32>()) {
+            match page_size(requested) {
+                Ok(size) => prop_assert!((1..=MAX_PAGE_SIZE).contains(&size)),
+                Err(_) => prop_assert!(requested < 0 || i64::from(requested) > MAX_PAGE_SIZE as i64),
+            }
+        }
+    }
+}
