@@ -150,3 +150,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn every_instant_survives_the_proto_round_trip(m in any::<i64>()) {
+            prop_assert_eq!(micros(&timestamp(m)), Some(m));
+        }
+
+        #[test]
+        fn any_proto_timestamp_is_converted_or_refused(seconds in any::<i64>(), nanos in any::<i32>()) {
+            let t = Timestamp { seconds, nanos };
+            if let Some(m) = micros(&t) {
+                let back = timestamp(m);
+                prop_assert_eq!(back.seconds, seconds);
+                prop_assert_eq!(back.nanos, nanos / 1000 * 1000);
+            } else {
+                let in_range = seconds.checked_mul(1_000_000).is_some();
+                prop_assert!(!(0..1_000_000_000).contains(&nanos) || !in_range || seconds > i64::MAX / 1_000_000 - 1);
+            }
+        }
+    }
+}

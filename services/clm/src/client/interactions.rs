@@ -172,3 +172,45 @@ mod tests {
         assert_eq!(format_money(&m), "49.90 EUR");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn decimal_amounts_parse_to_their_exact_micros(micros in 0..=i64::MAX / 2) {
+            let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+            prop_assert_eq!(parse_micros(&text).unwrap(), micros);
+            let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+            prop_assert_eq!(parse_micros(trimmed).unwrap(), micros);
+        }
+
+        #[test]
+        fn any_text_is_an_amount_or_refused_without_panicking(text in any::<String>()) {
+            if let Ok(micros) = parse_micros(&text) {
+                prop_assert!(micros >= 0);
+            }
+        }
+
+        #[test]
+        fn printed_money_shows_the_whole_units_and_cents(micros in any::<i64>()) {
+            let printed = format_money(&Money { amount_micros: micros, currency: "EUR".into() });
+            let abs = micros.unsigned_abs();
+            let expected = format!("{}.{:02} EUR", abs / 1_000_000, (abs % 1_000_000) / 10_000);
+            prop_assert_eq!(printed.trim_start_matches('-'), expected);
+            prop_assert_eq!(printed.starts_with('-'), micros < 0);
+        }
+
+        #[test]
+        fn dates_and_instants_parse_to_utc(seconds in 0i64..4_102_444_800) {
+            let instant = chrono::DateTime::from_timestamp(seconds, 0).unwrap();
+            prop_assert_eq!(parse_time(&instant.to_rfc3339()).unwrap(), instant);
+            let day = instant.format("%Y-%m-%d").to_string();
+            let midnight = parse_time(&day).unwrap();
+            prop_assert_eq!(midnight.date_naive(), instant.date_naive());
+        }
+    }
+}
