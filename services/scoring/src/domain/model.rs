@@ -531,3 +531,110 @@ mod tests {
         assert!(model.rank("SQL") > model.rank("MQL"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Text that is sometimes a valid id, type or condition and often not.
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z][a-z0-9_]{0,10}",
+            any::<String>(),
+            Just(String::new()),
+            Just(r#"plan = "pro""#.to_owned()),
+            Just("((((".to_owned()),
+        ]
+    }
+
+    fn points() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -20_000.0..20_000.0f64,
+            Just(0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            any::<f64>(),
+        ]
+    }
+
+    fn spec() -> impl Strategy<Value = ModelSpec> {
+        let event = (
+            word(),
+            word(),
+            word(),
+            points(),
+            0u32..20_000,
+            any::<i64>(),
+            any::<Option<i64>>(),
+        )
+            .prop_map(
+                |(
+                    id,
+                    interaction_type,
+                    property_condition,
+                    points,
+                    cap_count,
+                    cap_window,
+                    half_life,
+                )| {
+                    EventRule {
+                        id,
+                        interaction_type,
+                        property_condition,
+                        points,
+                        cap_count,
+                        cap_window,
+                        half_life,
+                    }
+                },
+            );
+        let fit =
+            (word(), word(), word(), points()).prop_map(|(id, attribute, condition, points)| {
+                FitRule {
+                    id,
+                    attribute,
+                    condition,
+                    points,
+                }
+            });
+        let threshold = (word(), points()).prop_map(|(name, points)| Threshold { name, points });
+        (
+            word(),
+            proptest::collection::vec(event, 0..4),
+            proptest::collection::vec(fit, 0..4),
+            proptest::collection::vec(threshold, 0..4),
+        )
+            .prop_map(
+                |(display_name, event_rules, fit_rules, thresholds)| ModelSpec {
+                    display_name,
+                    event_rules,
+                    fit_rules,
+                    thresholds,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn validation_names_fields_under_its_prefix_and_valid_models_behave(spec in spec(), total in -1e6..1e6f64) {
+            let violations = validate(&spec, "model");
+            for v in &violations {
+                prop_assert!(v.field.starts_with("model."), "{}", v.field);
+                prop_assert!(!v.description.is_empty());
+            }
+            if violations.is_empty() {
+                // What passes validation compiles, and its bands rise with the score.
+                for rule in spec.event_rules.iter().map(|r| r.points).chain(spec.fit_rules.iter().map(|r| r.points)) {
+                    prop_assert!(rule.is_finite() && rule != 0.0 && rule.abs() <= MAX_POINTS);
+                }
+                let model = CompiledModel::new("m", 1, &spec);
+                let low = model.rank(&model.band(total));
+                let high = model.rank(&model.band(total + 1.0));
+                prop_assert!(low <= high);
+                prop_assert_eq!(model.rank(&model.band(f64::MAX)), spec.thresholds.len());
+            }
+        }
+    }
+}
