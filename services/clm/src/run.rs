@@ -151,6 +151,7 @@ async fn contacts_app(
         scoring_addr: Some(peers.0),
         analytics_addr: Some(peers.1),
         relay: clm_outbox::RelayOptions::default(),
+        max_stream_items: clm_contacts::MAX_STREAM_ITEMS,
     };
     let app = clm_contacts::Application::build(config).await?;
     tracing::info!(

@@ -16,6 +16,8 @@ use crate::store::{Order, Store, new_contact};
 
 /// Most elements in one message of a client stream.
 pub const MAX_BATCH: usize = 1000;
+/// Most elements in one call of a client stream; a longer import is split into calls.
+pub const MAX_STREAM_ITEMS: u64 = 1_000_000;
 /// Most rejected items listed in a stream's reply (all are counted).
 const MAX_LISTED_REJECTIONS: usize = 10_000;
 
@@ -24,12 +26,23 @@ const MAX_LISTED_REJECTIONS: usize = 10_000;
 pub struct ContactsApi {
     store: Store,
     tokens: PageTokens,
+    max_stream_items: u64,
 }
 
 impl ContactsApi {
     /// An API over `store`, signing page tokens with `tokens`.
     pub fn new(store: Store, tokens: PageTokens) -> Self {
-        Self { store, tokens }
+        Self {
+            store,
+            tokens,
+            max_stream_items: MAX_STREAM_ITEMS,
+        }
+    }
+
+    /// Takes at most `max` elements per call of a client stream.
+    pub fn with_max_stream_items(mut self, max: u64) -> Self {
+        self.max_stream_items = max;
+        self
     }
 }
 
@@ -67,6 +80,26 @@ fn describe(violations: &[FieldViolation]) -> String {
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Refuses a message of `len` elements when `index` were already sent in a call that
+/// takes at most `max`.
+fn check_stream_length(field: &str, index: u64, len: usize, max: u64) -> Result<(), Status> {
+    if len > MAX_BATCH {
+        return Err(batch_too_large(field, len));
+    }
+    if index + len as u64 > max {
+        // The elements before this message are stored (each message commits on its own);
+        // the caller resumes in a new call, resending with the same ids is harmless.
+        return Err(Error::new(
+            clm_runtime::ErrorCode::ResourceExhausted,
+            format!(
+                "one call takes at most {max} {field}; the first {index} were stored, send the rest in a new call"
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn batch_too_large(field: &str, len: usize) -> Status {
@@ -228,9 +261,12 @@ impl ContactsService for ContactsApi {
         let mut index = 0u64;
         // One message at a time: an import of any size holds one batch in memory.
         while let Some(message) = stream.message().await? {
-            if message.contacts.len() > MAX_BATCH {
-                return Err(batch_too_large("contacts", message.contacts.len()));
-            }
+            check_stream_length(
+                "contacts",
+                index,
+                message.contacts.len(),
+                self.max_stream_items,
+            )?;
             let update_existing = *update_existing.get_or_insert(message.update_existing);
             let mut rows = Vec::with_capacity(message.contacts.len());
             for contact in message.contacts {
@@ -318,9 +354,12 @@ impl ContactsService for ContactsApi {
         let mut rejections = Rejections::default();
         let mut index = 0u64;
         while let Some(message) = stream.message().await? {
-            if message.interactions.len() > MAX_BATCH {
-                return Err(batch_too_large("interactions", message.interactions.len()));
-            }
+            check_stream_length(
+                "interactions",
+                index,
+                message.interactions.len(),
+                self.max_stream_items,
+            )?;
             let now = time::now();
             let mut batch = Vec::with_capacity(message.interactions.len());
             for proto in message.interactions {

@@ -17,7 +17,7 @@ use tonic::server::NamedService;
 use clm_proto::contacts::v1::contacts_service_server::ContactsServiceServer;
 use clm_runtime::{ServeOptions, Shutdown};
 
-pub use grpc::{ContactsApi, MAX_BATCH};
+pub use grpc::{ContactsApi, MAX_BATCH, MAX_STREAM_ITEMS};
 
 use crate::domain::page_token::PageTokens;
 use crate::store::Store;
@@ -54,6 +54,8 @@ pub struct Config {
     pub analytics_addr: Option<String>,
     /// How the outbox relay paces itself.
     pub relay: clm_outbox::RelayOptions,
+    /// Most elements one call of ImportContacts or RecordInteractions may carry.
+    pub max_stream_items: u64,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ impl Config {
             scoring_addr: None,
             analytics_addr: None,
             relay: clm_outbox::RelayOptions::default(),
+            max_stream_items: MAX_STREAM_ITEMS,
         }
     }
 }
@@ -162,7 +165,8 @@ impl Application {
         let api = ContactsApi::new(
             Store::new(db, wake),
             PageTokens::from_config(config.page_token_secret.as_deref()),
-        );
+        )
+        .with_max_stream_items(config.max_stream_items);
         Ok(Self {
             listener,
             addr,

@@ -233,6 +233,33 @@ backend_tests!(a_message_over_the_batch_limit_is_refused, |db| async move {
     assert_eq!(app.snapshot().await, before);
 });
 
+backend_tests!(
+    a_stream_over_the_call_limit_stops_with_resource_exhausted,
+    |db| async move {
+        let app = TestApp::spawn_with(db, |c| c.max_stream_items = 15).await;
+        let ada = app.create("ada@example.com").await;
+        let message = |from: usize| pb::RecordInteractionsRequest {
+            interactions: (from..from + 10)
+                .map(|i| purchase(&format!("e{i}"), &ada.id, 1, 1))
+                .collect(),
+        };
+        let result = app
+            .client
+            .clone()
+            .record_interactions(tokio_stream::iter(vec![message(0), message(10)]))
+            .await;
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("the first 10 were stored"),
+            "{}",
+            status.message()
+        );
+        // What came before the limit is kept; the caller resumes in a new call.
+        assert_eq!(app.snapshot().await.interactions.len(), 10);
+    }
+);
+
 backend_tests!(timeline_is_newest_first_and_pages, |db| async move {
     let app = TestApp::spawn(db).await;
     let ada = app.create("ada@example.com").await;
