@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+mod catch_panic;
 mod error;
 pub mod metrics;
 pub mod page_token;
@@ -13,6 +14,7 @@ mod shutdown;
 mod tenant;
 mod tls;
 
+pub use catch_panic::CatchPanic;
 pub use error::{Error, ErrorCode, FieldViolation, mask_paths};
 pub use metrics::Metrics;
 pub use security::{Security, SecurityError};

@@ -100,6 +100,7 @@ pub async fn serve(
         .layer(tonic_web::GrpcWebLayer::new())
         // Innermost: a refusal is counted by the metrics layer and framed for gRPC-Web.
         .layer(crate::auth::RequireAuth(options.security.verifier.clone()))
+        .layer(crate::CatchPanic)
         .add_routes(routes);
 
     for name in service_names {
