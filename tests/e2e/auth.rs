@@ -225,6 +225,31 @@ fn at(seconds_ago: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
+/// `text` with every `Timestamp { .. }` blanked: "now" differs between two answers.
+fn blank_times(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("Timestamp {") {
+        out.push_str(&rest[..start]);
+        out.push_str("Timestamp");
+        rest = rest[start..].split_once('}').map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An answer as text with `id` and instants blanked, to compare answers about different
+/// ids (only the status code of an error: its message names the id).
+fn debug_of<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    id: &str,
+) -> String {
+    match result {
+        Ok(response) => blank_times(&format!("{:?}", response.into_inner()).replace(id, "ID")),
+        Err(status) => format!("{:?}", status.code()),
+    }
+}
+
 backend_tests!(
     a_tenant_never_sees_another_tenants_resources,
     |db| async move {
@@ -441,6 +466,77 @@ backend_tests!(
             .score
             .unwrap();
         assert_eq!(b_score.total, 0.0, "B sees no points of A's contact");
+        // The rest answer B about A's contact exactly as about a contact that never existed.
+        for (rpc, theirs, unknown) in [
+            (
+                "ExplainScore",
+                debug_of(
+                    scoring_b
+                        .explain_score(spb::ExplainScoreRequest {
+                            contact_id: id.clone(),
+                            model_id: String::new(),
+                        })
+                        .await,
+                    &id,
+                ),
+                debug_of(
+                    scoring_b
+                        .explain_score(spb::ExplainScoreRequest {
+                            contact_id: never.clone(),
+                            model_id: String::new(),
+                        })
+                        .await,
+                    &never,
+                ),
+            ),
+            (
+                "ListScoreHistory",
+                debug_of(
+                    scoring_b
+                        .list_score_history(spb::ListScoreHistoryRequest {
+                            contact_id: id.clone(),
+                            ..Default::default()
+                        })
+                        .await,
+                    &id,
+                ),
+                debug_of(
+                    scoring_b
+                        .list_score_history(spb::ListScoreHistoryRequest {
+                            contact_id: never.clone(),
+                            ..Default::default()
+                        })
+                        .await,
+                    &never,
+                ),
+            ),
+            (
+                "ListStageHistory",
+                debug_of(
+                    lifecycle_b
+                        .list_stage_history(lpb::ListStageHistoryRequest {
+                            contact_id: id.clone(),
+                            ..Default::default()
+                        })
+                        .await,
+                    &id,
+                ),
+                debug_of(
+                    lifecycle_b
+                        .list_stage_history(lpb::ListStageHistoryRequest {
+                            contact_id: never.clone(),
+                            ..Default::default()
+                        })
+                        .await,
+                    &never,
+                ),
+            ),
+        ] {
+            assert_eq!(
+                theirs, unknown,
+                "{rpc}: A's contact looks like no contact to B"
+            );
+        }
         let b_contacts = contacts_b
             .list_contacts(cpb::ListContactsRequest::default())
             .await
