@@ -36,7 +36,7 @@ impl Drop for Process {
 }
 
 impl Process {
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

@@ -89,6 +89,11 @@ backend_tests!(issued_tokens_open_the_client_commands, |db| async move {
     );
     assert!(String::from_utf8_lossy(&denied.stderr).contains("PermissionDenied"));
 
+    // Neither the key nor a token reaches the service's log.
+    let log = contacts.log();
+    assert!(!log.is_empty());
+    assert!(!log.contains(SECRET) && !log.contains(&token) && !log.contains(&read_only));
+
     let unknown = clm(
         &[
             "token",
