@@ -19,6 +19,8 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Run one service, for deployment.
     Serve(ServeArgs),
+    /// Measure a running suite: a table of throughput and latency beside a baseline.
+    Bench(BenchArgs),
     /// Issue a bearer token signed with the configured key (for operators and development).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -253,6 +255,30 @@ pub(crate) struct ClientArgs {
     /// Its private key (PEM).
     #[arg(long, env = "CLM_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub(crate) tls_key_file: Option<PathBuf>,
+}
+
+/// What `clm bench` measures.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Workload {
+    /// GetScore and BatchGetScores(100) on cached scores, beside the health check.
+    ScoreRead,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The workload.
+    pub(crate) workload: Workload,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// How long each row is measured, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

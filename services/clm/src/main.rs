@@ -1,6 +1,7 @@
 //! The `clm` command: runs the suite or one service, migrates, and talks to a running suite.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cli;
 mod client;
 mod run;

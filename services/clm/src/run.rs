@@ -80,6 +80,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             run_services(vec![app], shutdown, started).await
         }
         Command::Token(command) => token(command),
+        Command::Bench(args) => crate::bench::bench(args).await,
         Command::Migrate(store) => migrate(&store).await,
         Command::Outbox(store) => outbox(&store).await,
         Command::Contacts(command) => crate::client::contacts(command).await,

@@ -5,7 +5,7 @@ mod interactions;
 mod lifecycle;
 mod report;
 mod scoring;
-mod table;
+pub(crate) mod table;
 
 pub(crate) use contacts::contacts;
 pub(crate) use interactions::interactions;
@@ -53,7 +53,11 @@ pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Channel, Cal
 
 pub(crate) type Scoring = ScoringServiceClient<InterceptedService<Channel, CallContext>>;
 
-async fn channel(args: &ClientArgs, addr: &str, name: &str) -> Result<Channel, BoxError> {
+pub(crate) async fn channel(
+    args: &ClientArgs,
+    addr: &str,
+    name: &str,
+) -> Result<Channel, BoxError> {
     let tls = args.tls_ca_file.as_ref().map(|ca| {
         let mut config = tonic::transport::ClientTlsConfig::new();
         let read = |path: &std::path::PathBuf| {

@@ -321,6 +321,34 @@ backend_tests!(
         let simulated = suite.stdout(&["models", "simulate", "--threshold", "MQL=10"]);
         assert!(simulated.contains("would change band"), "{simulated}");
 
+        // The benchmark at a tiny size: a table of numbers beside its baseline.
+        let bench = suite.stdout(&[
+            "bench",
+            "score-read",
+            "--duration",
+            "300ms",
+            "--concurrency",
+            "2",
+            "--json",
+        ]);
+        let report: serde_json::Value = serde_json::from_str(&bench).expect("JSON");
+        let rows = report["rows"].as_array().unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["health check (baseline)", "GetScore", "BatchGetScores(100)"]
+        );
+        for row in rows {
+            assert!(row["calls"].as_u64().unwrap() > 0, "{row}");
+            assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
+            assert!(row["p50_ms"].as_f64().unwrap() <= row["p999_ms"].as_f64().unwrap());
+        }
+        assert!(
+            suite
+                .stdout(&["bench", "score-read", "--duration", "200ms"])
+                .contains("vs baseline")
+        );
+
         let refused = Command::new(CLM)
             .args(["contacts", "create", "--email", "nope"])
             .env("CLM_CONTACTS_ADDR", &suite.addr)
