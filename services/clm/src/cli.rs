@@ -262,6 +262,8 @@ pub(crate) struct ClientArgs {
 pub(crate) enum Workload {
     /// GetScore and BatchGetScores(100) on cached scores, beside the health check.
     ScoreRead,
+    /// Every analytics report over the tenant's data, beside the health check.
+    Reports,
 }
 
 #[derive(Debug, Args)]

@@ -348,6 +348,27 @@ backend_tests!(
                 .stdout(&["bench", "score-read", "--duration", "200ms"])
                 .contains("vs baseline")
         );
+        let reports = suite.stdout(&[
+            "bench",
+            "reports",
+            "--duration",
+            "100ms",
+            "--concurrency",
+            "2",
+            "--json",
+        ]);
+        let reports: serde_json::Value = serde_json::from_str(&reports).expect("JSON");
+        let rows = reports["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 9, "the baseline and eight reports");
+        for row in rows {
+            if row["name"] == "GetCustomerValue" {
+                // One customer is too few to fit the predictive models: refused, and counted.
+                assert!(row["errors"]["FailedPrecondition"].as_u64().unwrap() > 0, "{row}");
+                continue;
+            }
+            assert!(row["calls"].as_u64().unwrap() > 0, "{row}");
+            assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
+        }
 
         let refused = Command::new(CLM)
             .args(["contacts", "create", "--email", "nope"])
