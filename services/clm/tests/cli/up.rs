@@ -363,7 +363,10 @@ backend_tests!(
         for row in rows {
             if row["name"] == "GetCustomerValue" {
                 // One customer is too few to fit the predictive models: refused, and counted.
-                assert!(row["errors"]["FailedPrecondition"].as_u64().unwrap() > 0, "{row}");
+                assert!(
+                    row["errors"]["FailedPrecondition"].as_u64().unwrap() > 0,
+                    "{row}"
+                );
                 continue;
             }
             assert!(row["calls"].as_u64().unwrap() > 0, "{row}");
