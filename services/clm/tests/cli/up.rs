@@ -68,53 +68,72 @@ impl Drop for Suite {
     }
 }
 
+/// Starts `clm up` on free ports and waits until contacts serves. A port picked here can be
+/// taken by another test before the child binds it; then the child exits and `clm up` is
+/// started again on other ports.
 async fn start(database: TestDatabase) -> (Suite, Duration) {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let scoring_addr = format!("127.0.0.1:{}", free_port());
-    let lifecycle_addr = format!("127.0.0.1:{}", free_port());
-    let analytics_addr = format!("127.0.0.1:{}", free_port());
-    let mut command = Command::new(CLM);
-    command
-        .arg("up")
-        .env("CLM_DATA_DIR", database.data_dir())
-        .env("CLM_CONTACTS_ADDR", &addr)
-        .env("CLM_SCORING_ADDR", &scoring_addr)
-        .env("CLM_LIFECYCLE_ADDR", &lifecycle_addr)
-        .env("CLM_ANALYTICS_ADDR", &analytics_addr)
-        .env("CLM_ADMIN_BASE_PORT", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(database.data_dir().join("clm-up.log")).expect("a log file"));
-    if let Some(url) = database.database_url() {
-        command.env("CLM_DATABASE_URL", url);
+    for _ in 0..3 {
+        let addrs: Vec<String> = (0..4)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let log_path = database.data_dir().join("clm-up.log");
+        let mut command = Command::new(CLM);
+        command
+            .arg("up")
+            .env("CLM_DATA_DIR", database.data_dir())
+            .env("CLM_CONTACTS_ADDR", &addrs[0])
+            .env("CLM_SCORING_ADDR", &addrs[1])
+            .env("CLM_LIFECYCLE_ADDR", &addrs[2])
+            .env("CLM_ANALYTICS_ADDR", &addrs[3])
+            .env("CLM_ADMIN_BASE_PORT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).expect("a log file"));
+        if let Some(url) = database.database_url() {
+            command.env("CLM_DATABASE_URL", url);
+        }
+        let started = Instant::now();
+        let mut child = command.spawn().expect("start clm up");
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        match wait_until_serving(&mut child, &addrs[0], started).await {
+            Ok(()) => {
+                let ready_after = started.elapsed();
+                let [addr, scoring_addr, lifecycle_addr, analytics_addr] =
+                    <[String; 4]>::try_from(addrs).unwrap();
+                let suite = Suite {
+                    child,
+                    addr,
+                    scoring_addr,
+                    lifecycle_addr,
+                    analytics_addr,
+                    _database: database,
+                };
+                return (suite, ready_after);
+            }
+            Err(status) if log().contains("Address already in use") => {
+                eprintln!("clm up lost a port to another test ({status}); starting again");
+            }
+            Err(status) => panic!("clm up exited with {status}: {}", log()),
+        }
     }
-    let started = Instant::now();
-    let child = command.spawn().expect("start clm up");
-    let mut suite = Suite {
-        child,
-        addr: addr.clone(),
-        scoring_addr,
-        lifecycle_addr,
-        analytics_addr,
-        _database: database,
-    };
-    // Poll readiness: the standard health check of the contacts service.
+    panic!("clm up could not bind free ports three times");
+}
+
+/// Polls the standard health check of contacts at `addr` until it answers SERVING; the
+/// child's exit status if it stops first.
+async fn wait_until_serving(
+    child: &mut Child,
+    addr: &str,
+    started: Instant,
+) -> Result<(), std::process::ExitStatus> {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let deadline = started + Duration::from_secs(30);
     loop {
-        let log = || {
-            std::fs::read_to_string(suite._database.data_dir().join("clm-up.log"))
-                .unwrap_or_default()
-        };
-        if let Ok(Some(status)) = suite.child.try_wait() {
-            panic!("clm up exited with {status}: {}", log());
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(status);
         }
-        assert!(
-            Instant::now() < deadline,
-            "contacts never became SERVING: {}",
-            log()
-        );
+        assert!(Instant::now() < deadline, "contacts never became SERVING");
         if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect()
@@ -126,7 +145,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
                 })
                 .await;
             if reply.is_ok_and(|r| r.into_inner().status == 1) {
-                return (suite, started.elapsed());
+                return Ok(());
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
