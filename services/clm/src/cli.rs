@@ -264,6 +264,8 @@ pub(crate) enum Workload {
     ScoreRead,
     /// Every analytics report over the tenant's data, beside the health check.
     Reports,
+    /// GetScore offered open loop at three times the capacity measured in the same run.
+    Overload,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `clm bench`: load against a running suite, with a baseline measured in the same run so
 //! the numbers mean something on any machine.
 
+mod overload;
 mod reports;
 mod score_read;
 mod stats;
@@ -16,6 +17,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<(), BoxError> {
     let report = match args.workload {
         Workload::ScoreRead => score_read::run(&args).await?,
         Workload::Reports => reports::run(&args).await?,
+        Workload::Overload => overload::run(&args).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -76,7 +76,7 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
 
 /// Creates the contacts, each with a demo request, and waits until all have a score (so
 /// every later read is served from the cache).
-async fn seed(args: &BenchArgs) -> Result<Vec<String>, BoxError> {
+pub(super) async fn seed(args: &BenchArgs) -> Result<Vec<String>, BoxError> {
     let mut contacts = connect_contacts(&args.client).await?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let mut ids = Vec::with_capacity(CONTACTS);

@@ -367,6 +367,26 @@ backend_tests!(
                 .stdout(&["bench", "score-read", "--duration", "200ms"])
                 .contains("vs baseline")
         );
+        let overload = suite.stdout(&[
+            "bench",
+            "overload",
+            "--duration",
+            "200ms",
+            "--concurrency",
+            "2",
+            "--json",
+        ]);
+        let overload: serde_json::Value = serde_json::from_str(&overload).expect("JSON");
+        let rows = overload["rows"].as_array().unwrap();
+        assert_eq!(
+            rows.len(),
+            4,
+            "unloaded, capacity, admitted, refused: {overload}"
+        );
+        for row in &rows[..3] {
+            assert!(row["calls"].as_u64().unwrap() > 0, "{row}");
+            assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
+        }
         let reports = suite.stdout(&[
             "bench",
             "reports",

@@ -1,0 +1,90 @@
+//! `clm bench overload`: GetScore offered at three times the capacity measured in the same
+//! run, open loop (calls are sent on schedule whether or not earlier ones returned), to see
+//! what admitted calls pay and how fast the excess is refused.
+
+use std::time::{Duration, Instant};
+
+use clm_proto::scoring::v1 as spb;
+
+use super::stats::Samples;
+use super::{Report, measure};
+use crate::cli::BenchArgs;
+use crate::client::connect_scoring;
+use crate::run::BoxError;
+
+/// How many times the measured capacity is offered.
+const OVERLOAD: f64 = 3.0;
+
+pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
+    let ids = super::score_read::seed(args).await?;
+    let scoring = connect_scoring(&args.client).await?;
+    let get = {
+        let (scoring, ids) = (scoring.clone(), ids.clone());
+        move |worker: usize, n: u64| {
+            let mut scoring = scoring.clone();
+            let contact_id = ids[(worker * 7 + n as usize) % ids.len()].clone();
+            async move {
+                scoring
+                    .get_score(spb::GetScoreRequest {
+                        contact_id,
+                        model_id: String::new(),
+                    })
+                    .await
+                    .map(drop)
+            }
+        }
+    };
+    let unloaded = measure(
+        "GetScore, 1 caller (unloaded)",
+        1,
+        args.duration,
+        get.clone(),
+    )
+    .await;
+    let capacity = measure(
+        "GetScore, closed loop (capacity)",
+        args.concurrency,
+        args.duration,
+        get.clone(),
+    )
+    .await;
+    let rate = capacity.per_second * OVERLOAD;
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    while started.elapsed() < args.duration {
+        tick.tick().await;
+        let due = (started.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let call = get(0, sent);
+            calls.spawn(async move {
+                let at = Instant::now();
+                let result = call.await;
+                (at.elapsed(), result.err().map(|s| s.code()))
+            });
+            sent += 1;
+        }
+    }
+    let offered = sent as f64 / started.elapsed().as_secs_f64();
+    let (mut admitted, mut refused) = (Samples::default(), Samples::default());
+    while let Some(outcome) = calls.join_next().await {
+        match outcome {
+            Ok((latency, None)) => admitted.ok(latency),
+            Ok((latency, Some(tonic::Code::ResourceExhausted))) => refused.ok(latency),
+            Ok((_, Some(code))) => admitted.failed(code),
+            Err(_) => admitted.failed(tonic::Code::Unknown),
+        }
+    }
+    let elapsed = started.elapsed();
+    let admitted = admitted.summary(
+        &format!("GetScore admitted at {offered:.0}/s offered"),
+        elapsed,
+    );
+    let refused = refused.summary("GetScore refused (RESOURCE_EXHAUSTED)", elapsed);
+    Ok(Report::new(
+        "overload",
+        args,
+        vec![unloaded, capacity, admitted, refused],
+    ))
+}
