@@ -143,8 +143,11 @@ impl Verifier {
     /// Checks `token` and returns its caller.
     pub fn verify(&self, token: &str) -> Result<Caller, Refused> {
         let refused = |e: jsonwebtoken::errors::Error| Refused(describe(&e));
-        let key = match &self.keys {
-            Keys::One(key) => (**key).clone(),
+        // A single key is used in place (it is checked on every request); a JWKS key is
+        // built for the token's `kid`.
+        let from_set;
+        let key: &DecodingKey = match &self.keys {
+            Keys::One(key) => key,
             Keys::Set(set) => {
                 let header = jsonwebtoken::decode_header(token).map_err(refused)?;
                 let jwk = match header.kid.as_deref() {
@@ -153,11 +156,12 @@ impl Verifier {
                     None => None,
                 }
                 .ok_or_else(|| Refused("the token's key id is not a known key".into()))?;
-                DecodingKey::from_jwk(jwk).map_err(refused)?
+                from_set = DecodingKey::from_jwk(jwk).map_err(refused)?;
+                &from_set
             }
         };
         let data =
-            jsonwebtoken::decode::<TokenClaims>(token, &key, &self.validation).map_err(refused)?;
+            jsonwebtoken::decode::<TokenClaims>(token, key, &self.validation).map_err(refused)?;
         let claims = data.claims;
         if crate::tenant::validate_tenant(&claims.tenant_id).is_err() {
             return Err(Refused(

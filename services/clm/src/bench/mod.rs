@@ -96,6 +96,31 @@ fn print(report: &Report) {
     println!("{table}");
 }
 
+/// The baseline row: the standard health check of the server at `addr`, measured like the
+/// operations beside it.
+async fn health_baseline(args: &BenchArgs, addr: &str, name: &str) -> Result<Summary, BoxError> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let health = HealthClient::new(crate::client::channel(&args.client, addr, name).await?);
+    Ok(measure(
+        "health check (baseline)",
+        args.concurrency,
+        args.duration,
+        move |_, _| {
+            let mut health = health.clone();
+            async move {
+                health
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(drop)
+            }
+        },
+    )
+    .await)
+}
+
 /// Runs `call` from `concurrency` workers for `duration`; `call(worker, n)` is the n-th call
 /// of a worker.
 async fn measure<F, Fut>(name: &str, concurrency: usize, duration: Duration, call: F) -> Summary

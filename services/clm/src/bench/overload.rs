@@ -4,8 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use clm_proto::scoring::v1 as spb;
-
+use super::score_read::ScoreReader;
 use super::stats::Samples;
 use super::{Report, measure};
 use crate::cli::BenchArgs;
@@ -21,22 +20,8 @@ const MAX_OUTSTANDING: usize = 2048;
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
     let ids = super::score_read::seed(args).await?;
     let scoring = connect_scoring(&args.client).await?;
-    let get = {
-        let (scoring, ids) = (scoring.clone(), ids.clone());
-        move |worker: usize, n: u64| {
-            let mut scoring = scoring.clone();
-            let contact_id = ids[(worker * 7 + n as usize) % ids.len()].clone();
-            async move {
-                scoring
-                    .get_score(spb::GetScoreRequest {
-                        contact_id,
-                        model_id: String::new(),
-                    })
-                    .await
-                    .map(drop)
-            }
-        }
-    };
+    let reader = ScoreReader { scoring, ids };
+    let get = move |worker: usize, n: u64| reader.get(worker, n);
     let unloaded = measure(
         "GetScore, 1 caller (unloaded)",
         1,

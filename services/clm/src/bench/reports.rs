@@ -2,8 +2,6 @@
 //! demo or real traffic first), beside the health check of the analytics server.
 
 use clm_proto::analytics::v1 as pb;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 use super::{Report, measure};
 use crate::cli::BenchArgs;
@@ -26,26 +24,7 @@ macro_rules! report_row {
 
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
     let analytics = connect_analytics(&args.client).await?;
-    let health = HealthClient::new(
-        crate::client::channel(&args.client, &args.client.analytics_addr, "analytics").await?,
-    );
-    let baseline = measure(
-        "health check (baseline)",
-        args.concurrency,
-        args.duration,
-        move |_, _| {
-            let mut health = health.clone();
-            async move {
-                health
-                    .check(HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .map(drop)
-            }
-        },
-    )
-    .await;
+    let baseline = super::health_baseline(args, &args.client.analytics_addr, "analytics").await?;
     let rows = vec![
         baseline,
         report_row!(

@@ -3,15 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Report, health_baseline, measure};
+use crate::cli::BenchArgs;
+use crate::client::{Scoring, connect_contacts, connect_scoring};
+use crate::run::BoxError;
 use clm_proto::contacts::v1 as cpb;
 use clm_proto::scoring::v1 as spb;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-
-use super::{Report, measure};
-use crate::cli::BenchArgs;
-use crate::client::{connect_contacts, connect_scoring};
-use crate::run::BoxError;
 
 /// Contacts read by the benchmark (and the size of each batch read).
 const CONTACTS: usize = 100;
@@ -19,40 +16,14 @@ const CONTACTS: usize = 100;
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
     let ids = seed(args).await?;
     let scoring = connect_scoring(&args.client).await?;
-    let health = HealthClient::new(
-        crate::client::channel(&args.client, &args.client.scoring_addr, "scoring").await?,
-    );
     let (c, d) = (args.concurrency, args.duration);
 
-    let baseline = measure("health check (baseline)", c, d, move |_, _| {
-        let mut health = health.clone();
-        async move {
-            health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(drop)
-        }
-    })
-    .await;
-    let single = {
-        let (scoring, ids) = (scoring.clone(), ids.clone());
-        measure("GetScore", c, d, move |worker, n| {
-            let mut scoring = scoring.clone();
-            let contact_id = ids[(worker * 7 + n as usize) % ids.len()].clone();
-            async move {
-                scoring
-                    .get_score(spb::GetScoreRequest {
-                        contact_id,
-                        model_id: String::new(),
-                    })
-                    .await
-                    .map(drop)
-            }
-        })
-        .await
+    let baseline = health_baseline(args, &args.client.scoring_addr, "scoring").await?;
+    let reader = ScoreReader {
+        scoring: scoring.clone(),
+        ids: ids.clone(),
     };
+    let single = measure("GetScore", c, d, move |worker, n| reader.get(worker, n)).await;
     let batch = measure("BatchGetScores(100)", c, d, move |_, _| {
         let mut scoring = scoring.clone();
         let contact_ids = ids.clone();
@@ -72,6 +43,34 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
         args,
         vec![baseline, single, batch],
     ))
+}
+
+/// GetScore over the seeded contacts, each worker rotating through them.
+#[derive(Clone)]
+pub(super) struct ScoreReader {
+    pub(super) scoring: Scoring,
+    pub(super) ids: Vec<String>,
+}
+
+impl ScoreReader {
+    /// The `n`-th read of `worker`.
+    pub(super) fn get(
+        &self,
+        worker: usize,
+        n: u64,
+    ) -> impl Future<Output = Result<(), tonic::Status>> + Send + use<> {
+        let mut scoring = self.scoring.clone();
+        let contact_id = self.ids[(worker * 7 + n as usize) % self.ids.len()].clone();
+        async move {
+            scoring
+                .get_score(spb::GetScoreRequest {
+                    contact_id,
+                    model_id: String::new(),
+                })
+                .await
+                .map(drop)
+        }
+    }
 }
 
 /// Creates the contacts, each with a demo request, and waits until all have a score (so

@@ -559,7 +559,23 @@ mod properties {
         ]
     }
 
+    /// Arbitrary specs, and the default spec with its points and thresholds drawn at random,
+    /// so valid models are generated often enough for the second half of the property.
     fn spec() -> impl Strategy<Value = ModelSpec> {
+        let near_default = (points(), 1.0..500.0f64).prop_map(|(points, first)| {
+            let mut spec = default_spec();
+            if let Some(rule) = spec.event_rules.first_mut() {
+                rule.points = points;
+            }
+            for (i, t) in spec.thresholds.iter_mut().enumerate() {
+                t.points = first * (i + 1) as f64;
+            }
+            spec
+        });
+        prop_oneof![any_spec(), near_default]
+    }
+
+    fn any_spec() -> impl Strategy<Value = ModelSpec> {
         let event = (
             word(),
             word(),
