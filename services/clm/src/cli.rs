@@ -19,6 +19,9 @@ pub(crate) enum Command {
     Up(UpArgs),
     /// Run one service, for deployment.
     Serve(ServeArgs),
+    /// Load a synthetic tenant (contacts, spend, a history of interactions) into a running
+    /// suite; the same seed gives the same tenant.
+    Demo(DemoArgs),
     /// Measure a running suite: a table of throughput and latency beside a baseline.
     Bench(BenchArgs),
     /// Issue a bearer token signed with the configured key (for operators and development).
@@ -191,6 +194,10 @@ pub(crate) struct UpArgs {
     /// Address of the analytics service.
     #[arg(long, env = "CLM_ANALYTICS_ADDR", default_value = "127.0.0.1:50054")]
     pub(crate) analytics_addr: SocketAddr,
+    /// Once serving, load the demo tenant (`clm demo` with its defaults) into tenant
+    /// "default".
+    #[arg(long)]
+    pub(crate) demo: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -262,10 +269,35 @@ pub(crate) struct ClientArgs {
 pub(crate) enum Workload {
     /// GetScore and BatchGetScores(100) on cached scores, beside the health check.
     ScoreRead,
+    /// Interactions streamed by --concurrency RecordInteractions streams until the whole
+    /// chain has drained, beside the storage floor (the same rows inserted straight into
+    /// the contacts database in batches of the same size).
+    Ingest,
     /// Every analytics report over the tenant's data, beside the health check.
     Reports,
     /// GetScore offered open loop at three times the capacity measured in the same run.
     Overload,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// How many contacts.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) contacts: u64,
+    /// Days of history.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub(crate) days: u32,
+    /// The seed every random draw derives from.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// The end of the history (RFC 3339 or YYYY-MM-DD, UTC); default: the start of today.
+    #[arg(long)]
+    pub(crate) as_of: Option<String>,
+    /// Concurrent RecordInteractions streams.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) streams: usize,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +315,15 @@ pub(crate) struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// ingest: how many interactions.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) interactions: u64,
+    /// ingest: interactions per stream message (and rows per INSERT of the floor).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) batch_size: u64,
+    /// ingest: the suite's storage, where the floor is measured and the outboxes are watched.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -595,6 +636,15 @@ pub(crate) struct ReportWindow {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
+    /// ingest: how many interactions.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) interactions: u64,
+    /// ingest: interactions per stream message (and rows per INSERT of the floor).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub(crate) batch_size: u64,
+    /// ingest: the suite's storage, where the floor is measured and the outboxes are watched.
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]

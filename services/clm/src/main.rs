@@ -4,6 +4,8 @@
 mod bench;
 mod cli;
 mod client;
+mod demo;
+mod outboxes;
 mod run;
 
 use clap::Parser;

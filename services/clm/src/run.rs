@@ -46,6 +46,14 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
                 &shutdown,
             )
             .await?;
+            if args.demo {
+                let demo = crate::demo::for_up(&args)?;
+                tokio::spawn(async move {
+                    if let Err(error) = crate::demo::demo(demo).await {
+                        tracing::error!(%error, "the demo tenant could not be loaded");
+                    }
+                });
+            }
             run_services(
                 vec![analytics, lifecycle, scoring, contacts],
                 shutdown,
@@ -80,6 +88,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             run_services(vec![app], shutdown, started).await
         }
         Command::Token(command) => token(command),
+        Command::Demo(args) => crate::demo::demo(args).await,
         Command::Bench(args) => crate::bench::bench(args).await,
         Command::Migrate(store) => migrate(&store).await,
         Command::Outbox(store) => outbox(&store).await,
@@ -285,10 +294,7 @@ fn token(command: TokenCommand) -> Result<(), BoxError> {
     let mut granted = Vec::new();
     for scope in scopes {
         if scope == "all" {
-            let public = clm_runtime::auth::ALL_SCOPES
-                .iter()
-                .filter(|s| **s != clm_runtime::auth::INTERNAL);
-            granted.extend(public.map(|s| (*s).to_owned()));
+            granted.extend(clm_runtime::auth::public_scopes());
         } else if clm_runtime::auth::ALL_SCOPES.contains(&scope.as_str()) {
             granted.push(scope);
         } else {
@@ -310,7 +316,7 @@ fn token(command: TokenCommand) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn location(store: &StoreArgs) -> clm_store::Location<'_> {
+pub(crate) fn location(store: &StoreArgs) -> clm_store::Location<'_> {
     match &store.database_url {
         Some(url) => clm_store::Location::Postgres(url),
         None => clm_store::Location::DataDir(&store.data_dir),
@@ -323,22 +329,16 @@ async fn outbox(store: &StoreArgs) -> Result<(), BoxError> {
         "{:<10} {:<10} {:>10} {:>16}",
         "from", "to", "waiting", "oldest age (s)"
     );
-    let scoring_targets = [clm_scoring::store::signals::TARGET];
-    let lifecycle_targets = [clm_lifecycle::store::engine::ANALYTICS];
-    for (service, targets) in [
-        ("contacts", clm_contacts::store::events::TARGETS),
-        ("scoring", &scoring_targets[..]),
-        ("lifecycle", &lifecycle_targets[..]),
-    ] {
-        let db = clm_store::connect(service, location(store)).await?;
-        for target in targets {
-            let stats = clm_outbox::stats(&db, target).await?;
-            let age = stats.oldest_created_at.map_or_else(
-                || "-".to_owned(),
-                |t| format!("{:.1}", (now - t) as f64 / 1e6),
-            );
-            println!("{service:<10} {target:<10} {:>10} {age:>16}", stats.depth);
-        }
+    for outbox in crate::outboxes::open(store).await? {
+        let stats = outbox.stats().await?;
+        let age = stats.oldest_created_at.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{:.1}", (now - t) as f64 / 1e6),
+        );
+        println!(
+            "{:<10} {:<10} {:>10} {age:>16}",
+            outbox.from, outbox.to, stats.depth
+        );
     }
     Ok(())
 }

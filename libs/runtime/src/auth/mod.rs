@@ -16,7 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
 pub use issue::{Credentials, IssueOptions, TokenIssuer};
 pub use layer::{Authenticate, RequireAuth};
-pub use scopes::{ALL_SCOPES, Access, INTERNAL, access};
+pub use scopes::{ALL_SCOPES, Access, INTERNAL, access, public_scopes};
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: u64 = 30;

@@ -27,6 +27,15 @@ pub const ALL_SCOPES: [&str; 9] = [
     INTERNAL,
 ];
 
+/// Every scope but `internal`: what a person's or a platform's token may be granted.
+pub fn public_scopes() -> Vec<String> {
+    ALL_SCOPES
+        .iter()
+        .filter(|s| **s != INTERNAL)
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
 /// The access rule of gRPC `path` (`/package.Service/Method`); `None` for a path no rule
 /// names, which is refused.
 pub fn access(path: &str) -> Option<Access> {

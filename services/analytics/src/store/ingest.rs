@@ -109,6 +109,9 @@ impl Store {
         let txn = clm_store::begin_write(&self.db).await?;
         let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let new = Self::fresh(&txn, tenant, &ids, now).await?;
+        // Facts and order amounts are gathered and written together; a merge or erasure
+        // reads and rewrites them, so what is gathered is written before it.
+        let mut pending = Pending::default();
         for event in events.into_iter().filter(|e| new.contains(&e.event_id)) {
             match event.fact {
                 ContactFact::Upserted {
@@ -126,45 +129,45 @@ impl Store {
                     nps_score,
                 } => {
                     let (amount, currency) = value.clone().unwrap_or_default();
-                    fact::Entity::insert(fact::ActiveModel {
-                        tenant_id: Set(tenant.to_owned()),
-                        event_id: Set(event.event_id.clone()),
-                        contact_id: Set(event.contact_id.clone()),
-                        kind: Set(kind.clone()),
-                        occurred_at: Set(event.occurred_at),
-                        amount_micros: Set(amount),
-                        currency: Set(currency.clone()),
-                        campaign: Set(campaign),
-                        channel: Set(channel),
-                        nps_score: Set(nps_score),
-                    })
-                    .on_conflict_do_nothing()
-                    .exec_without_returning(&txn)
-                    .await?;
                     let signed = match kind.as_str() {
                         "purchase" => Some((amount, 1)),
                         "refund" => Some((-amount, 0)),
                         _ => None,
                     };
                     if let (Some((amount, purchases)), Some(_)) = (signed, value) {
-                        add_order(
-                            &txn,
-                            tenant,
-                            &event.contact_id,
+                        let key = (
+                            event.contact_id.clone(),
                             day_of(event.occurred_at),
-                            &currency,
-                            amount,
-                            purchases,
-                        )
-                        .await?;
+                            currency.clone(),
+                        );
+                        let order = pending.orders.entry(key).or_default();
+                        order.0 += amount;
+                        order.1 += purchases;
                     }
+                    pending.facts.push(fact::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        event_id: Set(event.event_id),
+                        contact_id: Set(event.contact_id),
+                        kind: Set(kind),
+                        occurred_at: Set(event.occurred_at),
+                        amount_micros: Set(amount),
+                        currency: Set(currency),
+                        campaign: Set(campaign),
+                        channel: Set(channel),
+                        nps_score: Set(nps_score),
+                    });
                 }
                 ContactFact::Merged(duplicate) => {
+                    pending.flush(&txn, tenant).await?;
                     merge(&txn, tenant, &duplicate, &event.contact_id).await?;
                 }
-                ContactFact::Erased => erase(&txn, tenant, &event.contact_id).await?,
+                ContactFact::Erased => {
+                    pending.flush(&txn, tenant).await?;
+                    erase(&txn, tenant, &event.contact_id).await?;
+                }
             }
         }
+        pending.flush(&txn, tenant).await?;
         txn.commit().await?;
         Ok((new.len() as u64, total - new.len() as u64))
     }
@@ -210,6 +213,35 @@ impl Store {
     }
 }
 
+/// An order of the rollup: (contact, day, currency).
+type OrderKey = (String, i64, String);
+/// What to add to an order: (amount in micros, purchases).
+type OrderDelta = (i64, i64);
+
+/// Facts and order amounts not written yet.
+#[derive(Default)]
+struct Pending {
+    facts: Vec<fact::ActiveModel>,
+    orders: BTreeMap<OrderKey, OrderDelta>,
+}
+
+impl Pending {
+    async fn flush(&mut self, txn: &DatabaseTransaction, tenant: &str) -> Result<(), DbErr> {
+        let facts = std::mem::take(&mut self.facts);
+        for chunk in facts.chunks(1000) {
+            fact::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let orders: Vec<_> = std::mem::take(&mut self.orders).into_iter().collect();
+        for chunk in orders.chunks(1000) {
+            add_orders(txn, tenant, chunk).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn upsert_contact(
     txn: &DatabaseTransaction,
     tenant: &str,
@@ -240,24 +272,23 @@ async fn upsert_contact(
     Ok(())
 }
 
-/// Adds to the contact's order of `day` in `currency` (the rollup every money report reads).
-async fn add_order(
+/// Adds to contacts' orders of a day in a currency (the rollup every money report reads):
+/// each row is ((contact, day, currency), (amount in micros, purchases)), keys unique.
+async fn add_orders(
     txn: &DatabaseTransaction,
     tenant: &str,
-    contact_id: &str,
-    day: i64,
-    currency: &str,
-    amount: i64,
-    purchases: i64,
+    rows: &[(OrderKey, OrderDelta)],
 ) -> Result<(), DbErr> {
-    order::Entity::insert(order::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        contact_id: Set(contact_id.to_owned()),
-        day: Set(day),
-        currency: Set(currency.to_owned()),
-        amount_micros: Set(amount),
-        purchases: Set(purchases),
-    })
+    order::Entity::insert_many(rows.iter().map(|((contact, day, currency), (amount, n))| {
+        order::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            contact_id: Set(contact.clone()),
+            day: Set(*day),
+            currency: Set(currency.clone()),
+            amount_micros: Set(*amount),
+            purchases: Set(*n),
+        }
+    }))
     .on_conflict(
         OnConflict::columns([
             order::Column::TenantId,
@@ -305,17 +336,17 @@ async fn merge(
         .filter(order::Column::ContactId.eq(duplicate))
         .all(txn)
         .await?;
-    for o in orders {
-        add_order(
-            txn,
-            tenant,
-            survivor,
-            o.day,
-            &o.currency,
-            o.amount_micros,
-            o.purchases,
-        )
-        .await?;
+    let moved: Vec<_> = orders
+        .into_iter()
+        .map(|o| {
+            (
+                (survivor.to_owned(), o.day, o.currency),
+                (o.amount_micros, o.purchases),
+            )
+        })
+        .collect();
+    for chunk in moved.chunks(1000) {
+        add_orders(txn, tenant, chunk).await?;
     }
     order::Entity::delete_many()
         .filter(order::Column::TenantId.eq(tenant))

@@ -1,6 +1,7 @@
 //! `clm bench`: load against a running suite, with a baseline measured in the same run so
 //! the numbers mean something on any machine.
 
+mod ingest;
 mod overload;
 mod reports;
 mod score_read;
@@ -15,6 +16,7 @@ use stats::{Samples, Summary};
 
 pub(crate) async fn bench(args: BenchArgs) -> Result<(), BoxError> {
     let report = match args.workload {
+        Workload::Ingest => ingest::run(&args).await?,
         Workload::ScoreRead => score_read::run(&args).await?,
         Workload::Reports => reports::run(&args).await?,
         Workload::Overload => overload::run(&args).await?,
@@ -37,6 +39,8 @@ pub(crate) struct Report {
     rows: Vec<Summary>,
     /// Each measured row's throughput over the baseline's.
     ratios: Vec<(String, f64)>,
+    /// Further numbers of the workload (name, value).
+    facts: Vec<(String, f64)>,
 }
 
 impl Report {
@@ -53,7 +57,12 @@ impl Report {
             duration_secs: args.duration.as_secs_f64(),
             rows,
             ratios,
+            facts: Vec::new(),
         }
+    }
+
+    fn fact(&mut self, name: &str, value: f64) {
+        self.facts.push((name.to_owned(), value));
     }
 }
 
@@ -94,6 +103,9 @@ fn print(report: &Report) {
         ]);
     }
     println!("{table}");
+    for (name, value) in &report.facts {
+        println!("{name}: {value:.2}");
+    }
 }
 
 /// The baseline row: the standard health check of the server at `addr`, measured like the

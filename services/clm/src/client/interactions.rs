@@ -105,12 +105,12 @@ pub(crate) async fn interactions(command: InteractionsCommand) -> Result<(), Box
     Ok(())
 }
 
-fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, BoxError> {
+pub(crate) fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, BoxError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.to_utc());
     }
     let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .map_err(|_| format!("--at {text:?} is neither RFC 3339 nor YYYY-MM-DD"))?;
+        .map_err(|_| format!("{text:?} is neither RFC 3339 nor YYYY-MM-DD"))?;
     Ok(date
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists")

@@ -8,7 +8,7 @@ mod scoring;
 pub(crate) mod table;
 
 pub(crate) use contacts::contacts;
-pub(crate) use interactions::interactions;
+pub(crate) use interactions::{interactions, parse_time};
 pub(crate) use lifecycle::{segments, stage, watch};
 pub(crate) use report::report;
 pub(crate) use scoring::{models, score};

@@ -1,14 +1,14 @@
 //! ApplySignals: facts updated, stages advanced and segments refreshed, exactly once per
 //! signal id, in one transaction per call.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TryInsertResult};
 
 use super::Store;
-use super::engine::{self, load_facts, save_facts};
+use super::engine::{self, ContactState, save_facts};
 use super::entities::{
     activity, applied_signal, contact_fact, contact_stage, fired_trigger, lifecycle_event,
     segment_member, stage_history, tombstone,
@@ -100,99 +100,165 @@ impl Store {
         };
         duplicates += (fresh.len() - new_ids.len()) as u64;
         let default_model = models.first().map(|m| m.id.clone()).unwrap_or_default();
-        let mut applied = 0u64;
-        for signal in fresh.into_iter().filter(|s| new_ids.contains(&s.event_id)) {
-            applied += 1;
+        let signals: Vec<Signal> = fresh
+            .into_iter()
+            .filter(|s| new_ids.contains(&s.event_id))
+            .collect();
+        let applied = signals.len() as u64;
+        let mut erased = load_tombstones(&txn, tenant, &signals).await?;
+        let segments = engine::load_segments(&txn, tenant).await?;
+        // Each contact is loaded once per call and kept in memory while its signals apply
+        // (a batch holds many signals of few contacts); writes of activities and facts are
+        // gathered and flushed together.
+        let mut batch = Batch::default();
+        for signal in signals {
             let contact = signal.contact_id.clone();
-            if tombstone::Entity::find_by_id((
-                tenant.to_owned(),
-                clm_store::pseudonym(tenant, &contact),
-            ))
-            .one(&txn)
-            .await?
-            .is_some()
-            {
+            if erased.contains(&contact) {
                 continue; // erased or merged away: acknowledged, no effect
             }
-            let mut facts = load_facts(&txn, tenant, &contact).await?;
+            match &signal.kind {
+                SignalKind::Merged(duplicate) => {
+                    batch.flush(&txn, tenant, now).await?;
+                    merge(&txn, tenant, duplicate, &contact, now).await?;
+                    erased.insert(duplicate.clone());
+                }
+                SignalKind::Erased => {
+                    batch.flush(&txn, tenant, now).await?;
+                    erase(&txn, tenant, &contact, now).await?;
+                    erased.insert(contact);
+                    continue;
+                }
+                _ => {}
+            }
+            let state = match batch.contacts.entry(contact.clone()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(ContactState::load(&txn, tenant, &contact).await?)
+                }
+            };
             match signal.kind {
                 SignalKind::Interaction {
                     kind,
                     amount_micros,
                 } => {
-                    activity::Entity::insert(activity::ActiveModel {
+                    batch.activities.push(activity::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),
                         event_id: Set(signal.event_id.clone()),
                         contact_id: Set(contact.clone()),
                         kind: Set(kind.clone()),
                         occurred_at: Set(signal.occurred_at),
                         amount_micros: Set(amount_micros),
-                    })
-                    .on_conflict_do_nothing()
-                    .exec_without_returning(&txn)
-                    .await?;
-                    facts.activities.push(crate::domain::facts::Activity {
+                    });
+                    state.facts.activities.push(crate::domain::facts::Activity {
                         kind: kind.clone(),
                         occurred_at: signal.occurred_at,
                         amount_micros,
                     });
-                    facts.event = Some(kind);
+                    state.facts.event = Some(kind);
                 }
                 SignalKind::Score { total, band } => {
-                    facts.score = total;
-                    facts.band = band;
-                    save_facts(
-                        &txn,
-                        tenant,
-                        &contact,
-                        &facts.attributes,
-                        facts.score,
-                        &facts.band,
-                        now,
-                    )
-                    .await?;
+                    state.facts.score = total;
+                    state.facts.band = band;
+                    state.facts_changed = true;
                 }
                 SignalKind::Attributes(attributes) => {
-                    facts.attributes = attributes;
-                    save_facts(
-                        &txn,
-                        tenant,
-                        &contact,
-                        &facts.attributes,
-                        facts.score,
-                        &facts.band,
-                        now,
-                    )
-                    .await?;
+                    state.facts.attributes = attributes;
+                    state.facts_changed = true;
                 }
-                SignalKind::Merged(duplicate) => {
-                    merge(&txn, tenant, &duplicate, &contact, now).await?;
-                    facts = load_facts(&txn, tenant, &contact).await?;
-                }
-                SignalKind::Erased => {
-                    erase(&txn, tenant, &contact, now).await?;
-                    continue;
-                }
+                SignalKind::Merged(_) | SignalKind::Erased => {}
             }
             for model in models {
-                engine::advance(
-                    &txn,
-                    tenant,
-                    model,
-                    &contact,
-                    &mut facts,
-                    &signal.event_id,
-                    now,
-                )
-                .await?;
+                engine::advance(&txn, tenant, model, &contact, state, &signal.event_id, now)
+                    .await?;
             }
-            engine::refresh_segments(&txn, tenant, &default_model, &contact, &mut facts, now)
-                .await?;
+            engine::refresh_segments(
+                &txn,
+                tenant,
+                &segments,
+                &default_model,
+                &contact,
+                state,
+                now,
+            )
+            .await?;
         }
+        batch.flush(&txn, tenant, now).await?;
         txn.commit().await?;
         self.wake_watchers();
         Ok((applied, duplicates))
     }
+}
+
+/// The contacts a call has loaded, and the writes it has not made yet.
+#[derive(Default)]
+struct Batch {
+    contacts: HashMap<String, ContactState>,
+    activities: Vec<activity::ActiveModel>,
+}
+
+impl Batch {
+    /// Writes the gathered activities and changed facts, and forgets the loaded contacts
+    /// (a merge or an erasure is about to change them behind the cache).
+    async fn flush(
+        &mut self,
+        txn: &sea_orm::DatabaseTransaction,
+        tenant: &str,
+        now: Micros,
+    ) -> Result<(), LifecycleError> {
+        if !self.activities.is_empty() {
+            activity::Entity::insert_many(std::mem::take(&mut self.activities))
+                .on_conflict_do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+        }
+        for (contact, state) in self.contacts.drain() {
+            if state.facts_changed {
+                let facts = &state.facts;
+                save_facts(
+                    txn,
+                    tenant,
+                    &contact,
+                    &facts.attributes,
+                    facts.score,
+                    &facts.band,
+                    now,
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The contacts of `signals` that were erased or merged away, in one query.
+async fn load_tombstones(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: &str,
+    signals: &[Signal],
+) -> Result<HashSet<String>, LifecycleError> {
+    let by_pseudonym: HashMap<String, &str> = signals
+        .iter()
+        .map(|s| {
+            (
+                clm_store::pseudonym(tenant, &s.contact_id),
+                s.contact_id.as_str(),
+            )
+        })
+        .collect();
+    let mut erased = HashSet::new();
+    for chunk in by_pseudonym.keys().cloned().collect::<Vec<_>>().chunks(500) {
+        let found = tombstone::Entity::find()
+            .filter(tombstone::Column::TenantId.eq(tenant))
+            .filter(tombstone::Column::ContactId.is_in(chunk.to_vec()))
+            .all(txn)
+            .await?;
+        erased.extend(
+            found
+                .into_iter()
+                .map(|t| by_pseudonym[&t.contact_id].to_owned()),
+        );
+    }
+    Ok(erased)
 }
 
 /// The duplicate's activities become the survivor's; its stages, facts and memberships go,

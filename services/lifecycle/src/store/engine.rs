@@ -1,7 +1,7 @@
 //! The moves inside one transaction: load a contact's facts, enter stages, keep segment
 //! membership current, and append every change to the event log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -275,6 +275,57 @@ pub(crate) async fn transition(
     Ok(true)
 }
 
+/// What one transaction knows of a contact, loaded once and kept current as its signals
+/// are applied: facts, the stage per model, segment memberships.
+pub(crate) struct ContactState {
+    pub(crate) facts: Facts,
+    /// Model id to (stage, entered at); a model without an entry has no stage yet.
+    stages: HashMap<String, (String, Micros)>,
+    members: HashSet<String>,
+    /// Whether the non-activity facts changed since they were loaded.
+    pub(crate) facts_changed: bool,
+}
+
+impl ContactState {
+    pub(crate) async fn load(
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        contact: &str,
+    ) -> Result<Self, LifecycleError> {
+        let facts = load_facts(txn, tenant, contact).await?;
+        let stages = contact_stage::Entity::find()
+            .filter(contact_stage::Column::TenantId.eq(tenant))
+            .filter(contact_stage::Column::ContactId.eq(contact))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|s| (s.model_id, (s.stage, s.entered_at)))
+            .collect();
+        let members = segment_member::Entity::find()
+            .filter(segment_member::Column::TenantId.eq(tenant))
+            .filter(segment_member::Column::ContactId.eq(contact))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|m| m.segment_id)
+            .collect();
+        Ok(Self {
+            facts,
+            stages,
+            members,
+            facts_changed: false,
+        })
+    }
+
+    /// The contact's stage in `model` ("" without one).
+    fn stage(&self, model: &str) -> String {
+        self.stages
+            .get(model)
+            .map(|(stage, _)| stage.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Applies the model's rules to the contact: a new contact enters the first stage, then
 /// the furthest forward stage its facts allow.
 pub(crate) async fn advance(
@@ -282,12 +333,11 @@ pub(crate) async fn advance(
     tenant: &str,
     model: &CompiledModel,
     contact: &str,
-    facts: &mut Facts,
+    state: &mut ContactState,
     event_id: &str,
     now: Micros,
 ) -> Result<(), LifecycleError> {
-    let mut current = current_stage(txn, tenant, &model.id, contact).await?;
-    if current.is_none() {
+    if !state.stages.contains_key(&model.id) {
         let first = model.first_stage().to_owned();
         let cause = Cause {
             cause: "new_contact".into(),
@@ -295,15 +345,15 @@ pub(crate) async fn advance(
             ..Cause::default()
         };
         transition(txn, tenant, &model.id, contact, None, &first, now, &cause).await?;
-        current = Some((first, now));
+        state.stages.insert(model.id.clone(), (first, now));
     }
     // Each move can enable the next (bounded by the number of stages).
     for _ in 0..model.spec.stages.len() {
-        let Some((stage, entered_at)) = current.clone() else {
+        let Some((stage, entered_at)) = state.stages.get(&model.id).cloned() else {
             break;
         };
-        facts.stage.clone_from(&stage);
-        let Some((to, rule)) = model.next_stage(&stage, facts, now) else {
+        state.facts.stage.clone_from(&stage);
+        let Some((to, rule)) = model.next_stage(&stage, &state.facts, now) else {
             break;
         };
         let to = to.to_owned();
@@ -326,36 +376,56 @@ pub(crate) async fn advance(
         {
             break;
         }
-        current = Some((to, now));
+        state.stages.insert(model.id.clone(), (to, now));
     }
     Ok(())
 }
 
-/// Re-evaluates every segment of the tenant for the contact, logging entries and exits.
+/// A tenant's segments: (id, compiled condition).
+pub(crate) type Segments = Vec<(String, facts::Condition)>;
+
+/// The tenant's segments, read once per transaction.
+pub(crate) async fn load_segments(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+) -> Result<Segments, LifecycleError> {
+    Ok(segment::Entity::find()
+        .filter(segment::Column::TenantId.eq(tenant))
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let condition = facts::compile(&s.filter, false).unwrap_or_default();
+            (s.id, condition)
+        })
+        .collect())
+}
+
+/// Re-evaluates `segments` for the contact, logging entries and exits.
 pub(crate) async fn refresh_segments(
     txn: &DatabaseTransaction,
     tenant: &str,
+    segments: &Segments,
     default_model: &str,
     contact: &str,
-    facts: &mut Facts,
+    state: &mut ContactState,
     now: Micros,
 ) -> Result<(), LifecycleError> {
-    let segments = segment::Entity::find()
-        .filter(segment::Column::TenantId.eq(tenant))
-        .all(txn)
-        .await?;
     if segments.is_empty() {
         return Ok(());
     }
-    facts.stage = current_stage(txn, tenant, default_model, contact)
-        .await?
-        .map(|(s, _)| s)
-        .unwrap_or_default();
-    facts.event = None;
-    for s in segments {
-        let condition = facts::compile(&s.filter, false).unwrap_or_default();
-        let member = facts::holds(&condition, facts, now);
-        set_membership(txn, tenant, &s.id, contact, member, now).await?;
+    state.facts.stage = state.stage(default_model);
+    state.facts.event = None;
+    for (id, condition) in segments {
+        let member = facts::holds(condition, &state.facts, now);
+        if member != state.members.contains(id) {
+            set_membership(txn, tenant, id, contact, member, now).await?;
+            if member {
+                state.members.insert(id.clone());
+            } else {
+                state.members.remove(id);
+            }
+        }
     }
     Ok(())
 }

@@ -210,10 +210,22 @@ impl Store {
     ) -> Result<(), LifecycleError> {
         let txn = clm_store::begin_write(&self.db).await?;
         engine::lock_log(&txn).await?;
+        let segments = engine::load_segments(&txn, tenant).await?;
+        if segments.is_empty() {
+            return Ok(());
+        }
         for contact in known_contacts(&txn, tenant).await? {
-            let mut facts = load_facts(&txn, tenant, &contact).await?;
-            engine::refresh_segments(&txn, tenant, default_model, &contact, &mut facts, now)
-                .await?;
+            let mut state = engine::ContactState::load(&txn, tenant, &contact).await?;
+            engine::refresh_segments(
+                &txn,
+                tenant,
+                &segments,
+                default_model,
+                &contact,
+                &mut state,
+                now,
+            )
+            .await?;
         }
         txn.commit().await?;
         Ok(())

@@ -1,0 +1,258 @@
+//! `clm demo`: loads a synthetic tenant through the public API (contacts, campaign spend, a
+//! history of interactions with realistic funnel drop-off), the same for the same seed.
+
+mod tenant;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use clm_proto::contacts::v1 as pb;
+
+use crate::cli::DemoArgs;
+use crate::client::{Contacts, connect_analytics, connect_contacts, explain, table};
+use crate::run::BoxError;
+pub(crate) use tenant::Plan;
+
+/// Contacts per ImportContacts message and interactions per RecordInteractions message.
+const BATCH: usize = 500;
+
+pub(crate) async fn demo(args: DemoArgs) -> Result<(), BoxError> {
+    let plan = Plan {
+        seed: args.seed,
+        days: args.days,
+        anchor: match &args.as_of {
+            Some(text) => crate::client::parse_time(text)?.timestamp_micros(),
+            // The start of today (UTC): the same seed gives the same data all day.
+            None => chrono::Utc::now().timestamp_micros() / DAY * DAY,
+        },
+    };
+    let started = Instant::now();
+    let bars = MultiProgress::new();
+    let mut contacts = connect_contacts(&args.client).await?;
+
+    let imported = import(&mut contacts, &plan, args.contacts, &bars).await?;
+    let filter = format!("attributes.demo_seed = \"{}\"", plan.seed);
+    let ids = ids_by_email(&mut contacts, &filter).await?;
+    let spend = record_spend(&args, &plan, &bars).await?;
+    let recorded =
+        record_interactions(&contacts, &plan, args.contacts, &ids, args.streams, &bars).await?;
+    bars.clear()?;
+
+    let mut summary = table::new(&["what", "stored", "already there", "rejected"]);
+    summary.add_row(vec![
+        "contacts".to_owned(),
+        imported.created.to_string(),
+        imported.updated.to_string(),
+        imported.rejected.to_string(),
+    ]);
+    summary.add_row(vec![
+        "spend periods".to_owned(),
+        spend.0.to_string(),
+        spend.1.to_string(),
+        "0".to_owned(),
+    ]);
+    summary.add_row(vec![
+        "interactions".to_owned(),
+        recorded.accepted.to_string(),
+        recorded.duplicates.to_string(),
+        recorded.rejected_count.to_string(),
+    ]);
+    println!("{summary}");
+    println!(
+        "seed {}, {} days up to {}, loaded in {:.1} s; scores, stages and reports follow as the \
+         services deliver their events (`clm outbox` shows what is still on its way)",
+        plan.seed,
+        plan.days,
+        chrono::DateTime::from_timestamp_micros(plan.anchor).unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    );
+    if imported.rejected + recorded.rejected_count > 0 {
+        return Err("some generated rows were rejected: see the table above".into());
+    }
+    Ok(())
+}
+
+const DAY: i64 = 86_400_000_000;
+
+/// `clm up --demo`: the demo's defaults against the suite `clm up` starts, with a token of
+/// every public scope when tokens are checked.
+pub(crate) fn for_up(up: &crate::cli::UpArgs) -> Result<DemoArgs, BoxError> {
+    use clap::Parser;
+    if up.server.tls.tls_cert_file.is_some() {
+        return Err("--demo runs without TLS only; load the tenant with `clm demo`".into());
+    }
+    let settings = up.server.auth.settings();
+    let token = if settings.secret.is_some() || settings.public_key_file.is_some() {
+        let issuer = clm_runtime::auth::TokenIssuer::from_settings(&settings)?;
+        Some(issuer.issue(&clm_runtime::auth::IssueOptions {
+            subject: "clm-demo".to_owned(),
+            tenant: "default".to_owned(),
+            scopes: clm_runtime::auth::public_scopes(),
+            ttl: std::time::Duration::from_secs(3_600),
+        })?)
+    } else {
+        None
+    };
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+    let mut demo = Defaults::try_parse_from(["demo"])?.demo;
+    demo.client.contacts_addr = up.contacts_addr.to_string();
+    demo.client.scoring_addr = up.scoring_addr.to_string();
+    demo.client.lifecycle_addr = up.lifecycle_addr.to_string();
+    demo.client.analytics_addr = up.analytics_addr.to_string();
+    demo.client.tenant = "default".to_owned();
+    demo.client.token = token;
+    (
+        demo.client.tls_ca_file,
+        demo.client.tls_cert_file,
+        demo.client.tls_key_file,
+    ) = (None, None, None);
+    Ok(demo)
+}
+
+fn bar(bars: &MultiProgress, what: &str, total: u64) -> Result<ProgressBar, BoxError> {
+    let bar = bars.add(ProgressBar::new(total));
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what:<13} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        ))?
+        .progress_chars("=> "),
+    );
+    Ok(bar)
+}
+
+/// Imports the contacts in batches over one stream (existing ones, by email, are updated).
+async fn import(
+    contacts: &mut Contacts,
+    plan: &Plan,
+    count: u64,
+    bars: &MultiProgress,
+) -> Result<pb::ImportContactsResponse, BoxError> {
+    let progress = bar(bars, "contacts", count)?;
+    let plan = *plan;
+    let batches = futures_util::stream::iter(0..count)
+        .chunks(BATCH)
+        .map(move |chunk| {
+            progress.inc(chunk.len() as u64);
+            pb::ImportContactsRequest {
+                contacts: chunk.into_iter().map(|i| plan.contact(i).contact).collect(),
+                update_existing: true,
+            }
+        });
+    Ok(contacts
+        .import_contacts(batches)
+        .await
+        .map_err(|s| explain(&s))?
+        .into_inner())
+}
+
+/// The ids the server gave the contacts `filter` selects, by email.
+pub(crate) async fn ids_by_email(
+    contacts: &mut Contacts,
+    filter: &str,
+) -> Result<HashMap<String, String>, BoxError> {
+    let mut ids = HashMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = contacts
+            .list_contacts(pb::ListContactsRequest {
+                filter: filter.to_owned(),
+                order_by: String::new(),
+                page_size: 1_000,
+                page_token,
+            })
+            .await
+            .map_err(|s| explain(&s))?
+            .into_inner();
+        ids.extend(page.contacts.into_iter().map(|c| (c.email, c.id)));
+        if page.next_page_token.is_empty() {
+            return Ok(ids);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Records the campaigns' spend; returns (stored, already there).
+async fn record_spend(
+    args: &DemoArgs,
+    plan: &Plan,
+    bars: &MultiProgress,
+) -> Result<(u64, u64), BoxError> {
+    let mut analytics = connect_analytics(&args.client).await?;
+    let requests = plan.spend(args.contacts);
+    let progress = bar(bars, "spend", requests.len() as u64)?;
+    let (mut stored, mut duplicates) = (0, 0);
+    for request in requests {
+        let reply = analytics
+            .record_spend(request)
+            .await
+            .map_err(|s| explain(&s))?
+            .into_inner();
+        if reply.duplicate {
+            duplicates += 1;
+        } else {
+            stored += 1;
+        }
+        progress.inc(1);
+    }
+    Ok((stored, duplicates))
+}
+
+/// Streams every contact's interactions over `streams` concurrent RecordInteractions calls
+/// (a contact's events always on the same stream, in time order); returns the sums.
+async fn record_interactions(
+    contacts: &Contacts,
+    plan: &Plan,
+    count: u64,
+    ids: &HashMap<String, String>,
+    streams: usize,
+    bars: &MultiProgress,
+) -> Result<pb::RecordInteractionsResponse, BoxError> {
+    let total: usize = (0..count).map(|i| plan.contact(i).interactions.len()).sum();
+    let progress = bar(bars, "interactions", total as u64)?;
+    let streams = streams.max(1) as u64;
+    let mut calls = tokio::task::JoinSet::new();
+    for stream in 0..streams {
+        let (plan, mut contacts, progress) = (*plan, contacts.clone(), progress.clone());
+        let mut timelines = Vec::new();
+        for index in (stream..count).step_by(streams as usize) {
+            let generated = plan.contact(index);
+            let id = ids.get(&generated.contact.email).ok_or_else(|| {
+                format!(
+                    "contact {} was not stored: was it rejected?",
+                    generated.contact.email
+                )
+            })?;
+            timelines.push((id.clone(), index));
+        }
+        let batches = futures_util::stream::iter(timelines)
+            .flat_map(move |(id, index)| {
+                let interactions = plan.contact(index).interactions;
+                futures_util::stream::iter(interactions.into_iter().map(move |mut i| {
+                    i.contact_id.clone_from(&id);
+                    i
+                }))
+            })
+            .chunks(BATCH)
+            .map(move |interactions| {
+                progress.inc(interactions.len() as u64);
+                pb::RecordInteractionsRequest { interactions }
+            });
+        calls.spawn(async move { contacts.record_interactions(batches).await });
+    }
+    let mut sum = pb::RecordInteractionsResponse::default();
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply?.map_err(|s| explain(&s))?.into_inner();
+        sum.accepted += reply.accepted;
+        sum.duplicates += reply.duplicates;
+        sum.rejected_count += reply.rejected_count;
+        sum.rejected.extend(reply.rejected);
+    }
+    Ok(sum)
+}
