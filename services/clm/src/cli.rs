@@ -277,6 +277,8 @@ pub(crate) enum Workload {
     Reports,
     /// GetScore offered open loop at three times the capacity measured in the same run.
     Overload,
+    /// ingest, score-read, reports and overload, in that order.
+    All,
 }
 
 #[derive(Debug, Args)]

@@ -15,16 +15,34 @@ use crate::run::BoxError;
 use stats::{Samples, Summary};
 
 pub(crate) async fn bench(args: BenchArgs) -> Result<(), BoxError> {
-    let report = match args.workload {
-        Workload::Ingest => ingest::run(&args).await?,
-        Workload::ScoreRead => score_read::run(&args).await?,
-        Workload::Reports => reports::run(&args).await?,
-        Workload::Overload => overload::run(&args).await?,
+    let workloads = match args.workload {
+        Workload::All => vec![
+            Workload::Ingest,
+            Workload::ScoreRead,
+            Workload::Reports,
+            Workload::Overload,
+        ],
+        one => vec![one],
     };
+    let mut reports = Vec::new();
+    for workload in workloads {
+        let report = match workload {
+            Workload::Ingest => ingest::run(&args).await?,
+            Workload::ScoreRead => score_read::run(&args).await?,
+            Workload::Reports => reports::run(&args).await?,
+            Workload::Overload => overload::run(&args).await?,
+            Workload::All => unreachable!("expanded above"),
+        };
+        if !args.json {
+            print(&report);
+        }
+        reports.push(report);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print(&report);
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            all => println!("{}", serde_json::to_string_pretty(all)?),
+        }
     }
     Ok(())
 }
@@ -41,6 +59,9 @@ pub(crate) struct Report {
     ratios: Vec<(String, f64)>,
     /// Further numbers of the workload (name, value).
     facts: Vec<(String, f64)>,
+    /// The line printed above the table.
+    #[serde(skip)]
+    header: String,
 }
 
 impl Report {
@@ -58,6 +79,11 @@ impl Report {
             rows,
             ratios,
             facts: Vec::new(),
+            header: format!(
+                "{workload}: {} concurrent callers, {:.1} s per row",
+                args.concurrency,
+                args.duration.as_secs_f64()
+            ),
         }
     }
 
@@ -67,10 +93,7 @@ impl Report {
 }
 
 fn print(report: &Report) {
-    println!(
-        "{}: {} concurrent callers, {:.1} s per row",
-        report.workload, report.concurrency, report.duration_secs
-    );
+    println!("{}", report.header);
     let mut table = crate::client::table::new(&[
         "operation",
         "calls/s",

@@ -412,6 +412,71 @@ backend_tests!(
             assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
         }
 
+        // The demo tenant, twice: the same seed stores nothing new the second time.
+        let demo = ["demo", "--contacts", "300", "--days", "200", "--seed", "7"];
+        let first = counts(&suite.stdout(&demo));
+        assert_eq!(first["contacts"], [300, 0, 0]);
+        assert!(first["spend periods"][0] > 0);
+        assert!(first["interactions"][0] > 300, "{first:?}");
+        assert_eq!(first["interactions"][2], 0, "nothing rejected");
+        let second = counts(&suite.stdout(&demo));
+        assert_eq!(second["contacts"], [0, 300, 0]);
+        assert_eq!(second["spend periods"], [0, first["spend periods"][0], 0]);
+        assert_eq!(second["interactions"], [0, first["interactions"][0], 0]);
+        // Enough customers for every report, the predictive CLV fit among them.
+        let demo_reports: serde_json::Value = serde_json::from_str(&suite.stdout(&[
+            "bench",
+            "reports",
+            "--duration",
+            "100ms",
+            "--concurrency",
+            "1",
+            "--json",
+        ]))
+        .unwrap();
+        for row in demo_reports["rows"].as_array().unwrap() {
+            assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
+        }
+
+        // Ingest at a tiny size: every interaction accepted, the chain drained, the floor
+        // measured beside it.
+        let ingest: serde_json::Value = serde_json::from_str(&suite.stdout(&[
+            "bench",
+            "ingest",
+            "--interactions",
+            "1000",
+            "--batch-size",
+            "100",
+            "--concurrency",
+            "2",
+            "--json",
+        ]))
+        .unwrap();
+        let rows = ingest["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{ingest}");
+        assert!(
+            rows[0]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("storage floor")
+        );
+        assert_eq!(rows[0]["calls"], 1000);
+        assert_eq!(rows[1]["calls"], 1000, "accepted: {ingest}");
+        assert!(rows[1]["errors"].as_object().unwrap().is_empty());
+        let facts = ingest["facts"].as_array().unwrap();
+        assert_eq!(facts.len(), 3, "{ingest}");
+        assert!(
+            facts.iter().all(|f| f[1].as_f64().unwrap() > 0.0),
+            "{ingest}"
+        );
+        assert!(
+            suite
+                .stdout(&["outbox"])
+                .lines()
+                .skip(1)
+                .all(|l| l.split_whitespace().nth(2) == Some("0"))
+        );
+
         let refused = Command::new(CLM)
             .args(["contacts", "create", "--email", "nope"])
             .env("CLM_CONTACTS_ADDR", &suite.addr)
@@ -451,4 +516,23 @@ fn a_public_address_without_auth_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+/// The demo's summary table as row name to (stored, already there, rejected).
+fn counts(table: &str) -> std::collections::HashMap<String, [u64; 3]> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .split(|c: char| c == '│' || c.is_whitespace())
+                .filter(|c| !c.is_empty())
+                .collect();
+            let (name, numbers) = cells.split_last_chunk::<3>()?;
+            let numbers = numbers.map(|n| n.parse::<u64>().ok());
+            let [Some(a), Some(b), Some(c)] = numbers else {
+                return None;
+            };
+            Some((name.join(" "), [a, b, c]))
+        })
+        .collect()
 }

@@ -107,10 +107,11 @@ impl Store {
         let applied = signals.len() as u64;
         let mut erased = load_tombstones(&txn, tenant, &signals).await?;
         let segments = engine::load_segments(&txn, tenant).await?;
+        let mut batch = Batch::default();
+        batch.preload(&txn, tenant, &signals, &erased).await?;
         // Each contact is loaded once per call and kept in memory while its signals apply
         // (a batch holds many signals of few contacts); writes of activities and facts are
         // gathered and flushed together.
-        let mut batch = Batch::default();
         for signal in signals {
             let contact = signal.contact_id.clone();
             if erased.contains(&contact) {
@@ -197,6 +198,24 @@ struct Batch {
 }
 
 impl Batch {
+    /// Loads every contact the signals name (but the erased) at once.
+    async fn preload(
+        &mut self,
+        txn: &sea_orm::DatabaseTransaction,
+        tenant: &str,
+        signals: &[Signal],
+        erased: &HashSet<String>,
+    ) -> Result<(), LifecycleError> {
+        let contacts: HashSet<&String> = signals
+            .iter()
+            .map(|s| &s.contact_id)
+            .filter(|c| !erased.contains(*c))
+            .collect();
+        let contacts: Vec<String> = contacts.into_iter().cloned().collect();
+        self.contacts = ContactState::load_many(txn, tenant, &contacts).await?;
+        Ok(())
+    }
+
     /// Writes the gathered activities and changed facts, and forgets the loaded contacts
     /// (a merge or an erasure is about to change them behind the cache).
     async fn flush(

@@ -75,34 +75,8 @@ pub(crate) async fn load_facts<C: ConnectionTrait>(
     tenant: &str,
     contact: &str,
 ) -> Result<Facts, LifecycleError> {
-    let fact = contact_fact::Entity::find_by_id((tenant.to_owned(), contact.to_owned()))
-        .one(db)
-        .await?;
-    let activities = activity::Entity::find()
-        .filter(activity::Column::TenantId.eq(tenant))
-        .filter(activity::Column::ContactId.eq(contact))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|a| Activity {
-            kind: a.kind,
-            occurred_at: a.occurred_at,
-            amount_micros: a.amount_micros,
-        })
-        .collect();
-    Ok(match fact {
-        Some(f) => Facts {
-            attributes: serde_json::from_value(f.attributes).unwrap_or_default(),
-            score: f.score,
-            band: f.band,
-            activities,
-            ..Facts::default()
-        },
-        None => Facts {
-            activities,
-            ..Facts::default()
-        },
-    })
+    let mut states = ContactState::load_many(db, tenant, &[contact.to_owned()]).await?;
+    Ok(states.remove(contact).map(|s| s.facts).unwrap_or_default())
 }
 
 /// Upserts the non-activity facts of a contact.
@@ -292,29 +266,76 @@ impl ContactState {
         tenant: &str,
         contact: &str,
     ) -> Result<Self, LifecycleError> {
-        let facts = load_facts(txn, tenant, contact).await?;
-        let stages = contact_stage::Entity::find()
-            .filter(contact_stage::Column::TenantId.eq(tenant))
-            .filter(contact_stage::Column::ContactId.eq(contact))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|s| (s.model_id, (s.stage, s.entered_at)))
+        let mut states = Self::load_many(txn, tenant, &[contact.to_owned()]).await?;
+        Ok(states
+            .remove(contact)
+            .expect("every asked contact has a state"))
+    }
+
+    /// The states of `contacts` (distinct), in four queries per 500 contacts rather than
+    /// four per contact.
+    pub(crate) async fn load_many<C: ConnectionTrait>(
+        db: &C,
+        tenant: &str,
+        contacts: &[String],
+    ) -> Result<HashMap<String, Self>, LifecycleError> {
+        let mut states: HashMap<String, Self> = contacts
+            .iter()
+            .map(|c| {
+                let state = Self {
+                    facts: Facts::default(),
+                    stages: HashMap::new(),
+                    members: HashSet::new(),
+                    facts_changed: false,
+                };
+                (c.clone(), state)
+            })
             .collect();
-        let members = segment_member::Entity::find()
-            .filter(segment_member::Column::TenantId.eq(tenant))
-            .filter(segment_member::Column::ContactId.eq(contact))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|m| m.segment_id)
-            .collect();
-        Ok(Self {
-            facts,
-            stages,
-            members,
-            facts_changed: false,
-        })
+        for chunk in contacts.chunks(500) {
+            let facts = contact_fact::Entity::find()
+                .filter(contact_fact::Column::TenantId.eq(tenant))
+                .filter(contact_fact::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?;
+            for f in facts {
+                let state = states.get_mut(&f.contact_id).expect("asked for");
+                state.facts.attributes = serde_json::from_value(f.attributes).unwrap_or_default();
+                state.facts.score = f.score;
+                state.facts.band = f.band;
+            }
+            let activities = activity::Entity::find()
+                .filter(activity::Column::TenantId.eq(tenant))
+                .filter(activity::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?;
+            for a in activities {
+                let state = states.get_mut(&a.contact_id).expect("asked for");
+                state.facts.activities.push(Activity {
+                    kind: a.kind,
+                    occurred_at: a.occurred_at,
+                    amount_micros: a.amount_micros,
+                });
+            }
+            let stages = contact_stage::Entity::find()
+                .filter(contact_stage::Column::TenantId.eq(tenant))
+                .filter(contact_stage::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?;
+            for s in stages {
+                let state = states.get_mut(&s.contact_id).expect("asked for");
+                state.stages.insert(s.model_id, (s.stage, s.entered_at));
+            }
+            let members = segment_member::Entity::find()
+                .filter(segment_member::Column::TenantId.eq(tenant))
+                .filter(segment_member::Column::ContactId.is_in(chunk.to_vec()))
+                .all(db)
+                .await?;
+            for m in members {
+                let state = states.get_mut(&m.contact_id).expect("asked for");
+                state.members.insert(m.segment_id);
+            }
+        }
+        Ok(states)
     }
 
     /// The contact's stage in `model` ("" without one).
