@@ -109,6 +109,7 @@ impl Plan {
         let first = FIRST_NAMES[rng.random_range(0..FIRST_NAMES.len())];
         let last = LAST_NAMES[rng.random_range(0..LAST_NAMES.len())];
         let company = rng.random_range(0..2_000u32);
+        let email_opt_in = rng.random_bool(0.7);
         let contact = pb::Contact {
             email: format!(
                 "{}.{}.{index}@demo-{}-company{company}.example",
@@ -126,7 +127,7 @@ impl Plan {
             campaign: campaign.to_owned(),
             attributes: [("demo_seed".to_owned(), self.seed.to_string())].into(),
             consent: Some(pb::Consent {
-                email_opt_in: rng.random_bool(0.7),
+                email_opt_in,
                 ..Default::default()
             }),
             ..Default::default()
@@ -140,7 +141,7 @@ impl Plan {
         };
         let first_touch =
             self.anchor - (timeline.rng.random::<f64>() * self.days as f64 * DAY as f64) as i64;
-        timeline.journey(first_touch, engagement);
+        timeline.journey(first_touch, engagement, email_opt_in);
         let mut interactions = timeline.events;
         interactions.sort_by_key(|i| i.occurred_at.map(|t| (t.seconds, t.nanos)));
         for (n, interaction) in interactions.iter_mut().enumerate() {
@@ -196,12 +197,25 @@ struct Timeline {
 impl Timeline {
     /// The funnel: visits, engagement, demo, trial, purchase; then, for customers, repeat
     /// purchases until they lapse, refunds, support, NPS answers, reviews and referrals.
-    fn journey(&mut self, first_touch: i64, engagement: f64) {
+    fn journey(&mut self, first_touch: i64, engagement: f64, opted_in: bool) {
         let mut at = first_touch;
         self.push("page_view", at, None, &[]);
-        for _ in 0..self.rng.random_range(0..4) {
-            let later = at + self.after(2.0);
-            self.push("page_view", later, None, &[]);
+        // Return visits (about seven, days to weeks apart) and, for those who opted in,
+        // newsletter opens: the background traffic most interactions are.
+        let mut visit = at;
+        while self.rng.random_bool(0.87) {
+            visit += self.after(12.0);
+            self.push("page_view", visit, None, &[]);
+        }
+        if opted_in {
+            let mut month = at + 30 * DAY;
+            while month < self.anchor {
+                if self.rng.random_bool(0.45) {
+                    let opened = month + self.after(2.0);
+                    self.push("email_open", opened, None, &[]);
+                }
+                month += 30 * DAY;
+            }
         }
         let direct_buy = self.source == "referral" && self.rng.random_bool(0.05);
         if !direct_buy {
@@ -394,6 +408,10 @@ mod tests {
             .count();
         assert!(repeat > funnel[3] / 4, "{repeat} of {}", funnel[3]);
         assert!(count(&contacts, "nps_response") > 0);
+        // About ten interactions per contact: 100,000 contacts make about a million.
+        let per_contact = contacts.iter().map(|c| c.interactions.len()).sum::<usize>() as f64
+            / contacts.len() as f64;
+        assert!((7.0..13.0).contains(&per_contact), "{per_contact}");
     }
 
     #[test]
