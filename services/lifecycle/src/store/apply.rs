@@ -108,7 +108,10 @@ impl Store {
         let mut erased = load_tombstones(&txn, tenant, &signals).await?;
         let segments = engine::load_segments(&txn, tenant).await?;
         let mut batch = Batch::default();
-        batch.preload(&txn, tenant, &signals, &erased).await?;
+        let model_ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+        batch
+            .preload(&txn, tenant, &signals, &erased, &model_ids, &segments)
+            .await?;
         // Each contact is loaded once per call and kept in memory while its signals apply
         // (a batch holds many signals of few contacts); writes of activities and facts are
         // gathered and flushed together.
@@ -133,9 +136,9 @@ impl Store {
             }
             let state = match batch.contacts.entry(contact.clone()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(ContactState::load(&txn, tenant, &contact).await?)
-                }
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    ContactState::load(&txn, tenant, &contact, &model_ids, &segments).await?,
+                ),
             };
             match signal.kind {
                 SignalKind::Interaction {
@@ -205,6 +208,8 @@ impl Batch {
         tenant: &str,
         signals: &[Signal],
         erased: &HashSet<String>,
+        models: &[String],
+        segments: &engine::Segments,
     ) -> Result<(), LifecycleError> {
         let contacts: HashSet<&String> = signals
             .iter()
@@ -212,7 +217,7 @@ impl Batch {
             .filter(|c| !erased.contains(*c))
             .collect();
         let contacts: Vec<String> = contacts.into_iter().cloned().collect();
-        self.contacts = ContactState::load_many(txn, tenant, &contacts).await?;
+        self.contacts = ContactState::load_many(txn, tenant, &contacts, models, segments).await?;
         Ok(())
     }
 

@@ -75,7 +75,7 @@ pub(crate) async fn load_facts<C: ConnectionTrait>(
     tenant: &str,
     contact: &str,
 ) -> Result<Facts, LifecycleError> {
-    let mut states = ContactState::load_many(db, tenant, &[contact.to_owned()]).await?;
+    let mut states = ContactState::load_many(db, tenant, &[contact.to_owned()], &[], &[]).await?;
     Ok(states.remove(contact).map(|s| s.facts).unwrap_or_default())
 }
 
@@ -265,19 +265,26 @@ impl ContactState {
         txn: &DatabaseTransaction,
         tenant: &str,
         contact: &str,
+        models: &[String],
+        segments: &[(String, facts::Condition)],
     ) -> Result<Self, LifecycleError> {
-        let mut states = Self::load_many(txn, tenant, &[contact.to_owned()]).await?;
+        let mut states =
+            Self::load_many(txn, tenant, &[contact.to_owned()], models, segments).await?;
         Ok(states
             .remove(contact)
             .expect("every asked contact has a state"))
     }
 
-    /// The states of `contacts` (distinct), in four queries per 500 contacts rather than
-    /// four per contact.
+    /// The states of `contacts` (distinct) with their stages in `models` and memberships of
+    /// `segments`, in four queries per 500 contacts rather than four per contact. Stages
+    /// and memberships are asked for by their full keys (model or segment first), so the
+    /// primary keys serve the lookups.
     pub(crate) async fn load_many<C: ConnectionTrait>(
         db: &C,
         tenant: &str,
         contacts: &[String],
+        models: &[String],
+        segments: &[(String, facts::Condition)],
     ) -> Result<HashMap<String, Self>, LifecycleError> {
         let mut states: HashMap<String, Self> = contacts
             .iter()
@@ -316,17 +323,29 @@ impl ContactState {
                     amount_micros: a.amount_micros,
                 });
             }
-            let stages = contact_stage::Entity::find()
-                .filter(contact_stage::Column::TenantId.eq(tenant))
-                .filter(contact_stage::Column::ContactId.is_in(chunk.to_vec()))
-                .all(db)
-                .await?;
+            let stages = if models.is_empty() {
+                Vec::new()
+            } else {
+                contact_stage::Entity::find()
+                    .filter(contact_stage::Column::TenantId.eq(tenant))
+                    .filter(contact_stage::Column::ModelId.is_in(models.to_vec()))
+                    .filter(contact_stage::Column::ContactId.is_in(chunk.to_vec()))
+                    .all(db)
+                    .await?
+            };
             for s in stages {
                 let state = states.get_mut(&s.contact_id).expect("asked for");
                 state.stages.insert(s.model_id, (s.stage, s.entered_at));
             }
+            if segments.is_empty() {
+                continue;
+            }
             let members = segment_member::Entity::find()
                 .filter(segment_member::Column::TenantId.eq(tenant))
+                .filter(
+                    segment_member::Column::SegmentId
+                        .is_in(segments.iter().map(|(id, _)| id.clone())),
+                )
                 .filter(segment_member::Column::ContactId.is_in(chunk.to_vec()))
                 .all(db)
                 .await?;

@@ -215,7 +215,9 @@ impl Store {
             return Ok(());
         }
         for contact in known_contacts(&txn, tenant).await? {
-            let mut state = engine::ContactState::load(&txn, tenant, &contact).await?;
+            let models = [default_model.to_owned()];
+            let mut state =
+                engine::ContactState::load(&txn, tenant, &contact, &models, &segments).await?;
             engine::refresh_segments(
                 &txn,
                 tenant,
