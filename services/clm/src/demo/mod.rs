@@ -19,6 +19,10 @@ pub(crate) use tenant::Plan;
 /// Contacts per ImportContacts message and interactions per RecordInteractions message.
 const BATCH: usize = 500;
 
+/// Contacts per ImportContacts call (and a tenth of that per RecordInteractions call,
+/// about 5,000 interactions).
+const CONTACTS_PER_CALL: u64 = 5_000;
+
 pub(crate) async fn demo(args: DemoArgs) -> Result<(), BoxError> {
     let plan = Plan {
         seed: args.seed,
@@ -135,21 +139,32 @@ async fn import(
     bars: &MultiProgress,
 ) -> Result<pb::ImportContactsResponse, BoxError> {
     let progress = bar(bars, "contacts", count)?;
-    let plan = *plan;
-    let batches = futures_util::stream::iter(0..count)
-        .chunks(BATCH)
-        .map(move |chunk| {
-            progress.inc(chunk.len() as u64);
-            pb::ImportContactsRequest {
-                contacts: chunk.into_iter().map(|i| plan.contact(i).contact).collect(),
-                update_existing: true,
-            }
-        });
-    Ok(contacts
-        .import_contacts(batches)
-        .await
-        .map_err(|s| explain(&s))?
-        .into_inner())
+    let mut sum = pb::ImportContactsResponse::default();
+    // One call per CONTACTS_PER_CALL contacts keeps each call well inside the servers'
+    // request timeout.
+    for first in (0..count).step_by(CONTACTS_PER_CALL as usize) {
+        let (plan, progress) = (*plan, progress.clone());
+        let last = (first + CONTACTS_PER_CALL).min(count);
+        let batches = futures_util::stream::iter(first..last)
+            .chunks(BATCH)
+            .map(move |chunk| {
+                progress.inc(chunk.len() as u64);
+                pb::ImportContactsRequest {
+                    contacts: chunk.into_iter().map(|i| plan.contact(i).contact).collect(),
+                    update_existing: true,
+                }
+            });
+        let reply = contacts
+            .import_contacts(batches)
+            .await
+            .map_err(|s| explain(&s))?
+            .into_inner();
+        sum.created += reply.created;
+        sum.updated += reply.updated;
+        sum.rejected += reply.rejected;
+        sum.rejected_rows.extend(reply.rejected_rows);
+    }
+    Ok(sum)
 }
 
 /// The ids the server gave the contacts `filter` selects, by email.
@@ -204,8 +219,16 @@ async fn record_spend(
     Ok((stored, duplicates))
 }
 
-/// Streams every contact's interactions over `streams` concurrent RecordInteractions calls
-/// (a contact's events always on the same stream, in time order); returns the sums.
+fn add(sum: &mut pb::RecordInteractionsResponse, reply: pb::RecordInteractionsResponse) {
+    sum.accepted += reply.accepted;
+    sum.duplicates += reply.duplicates;
+    sum.rejected_count += reply.rejected_count;
+    sum.rejected.extend(reply.rejected);
+}
+
+/// Streams every contact's interactions from `streams` concurrent workers, each making
+/// successive RecordInteractions calls (a contact's events always in one call, in time
+/// order); returns the sums.
 async fn record_interactions(
     contacts: &Contacts,
     plan: &Plan,
@@ -231,28 +254,34 @@ async fn record_interactions(
             })?;
             timelines.push((id.clone(), index));
         }
-        let batches = futures_util::stream::iter(timelines)
-            .flat_map(move |(id, index)| {
-                let interactions = plan.contact(index).interactions;
-                futures_util::stream::iter(interactions.into_iter().map(move |mut i| {
-                    i.contact_id.clone_from(&id);
-                    i
-                }))
-            })
-            .chunks(BATCH)
-            .map(move |interactions| {
-                progress.inc(interactions.len() as u64);
-                pb::RecordInteractionsRequest { interactions }
-            });
-        calls.spawn(async move { contacts.record_interactions(batches).await });
+        calls.spawn(async move {
+            let mut sum = pb::RecordInteractionsResponse::default();
+            for group in timelines.chunks(CONTACTS_PER_CALL as usize / 10) {
+                let progress = progress.clone();
+                let batches = futures_util::stream::iter(group.to_vec())
+                    .flat_map(move |(id, index)| {
+                        let interactions = plan.contact(index).interactions;
+                        futures_util::stream::iter(interactions.into_iter().map(move |mut i| {
+                            i.contact_id.clone_from(&id);
+                            i
+                        }))
+                    })
+                    .chunks(BATCH)
+                    .map(move |interactions| {
+                        progress.inc(interactions.len() as u64);
+                        pb::RecordInteractionsRequest { interactions }
+                    });
+                add(
+                    &mut sum,
+                    contacts.record_interactions(batches).await?.into_inner(),
+                );
+            }
+            Ok::<_, tonic::Status>(sum)
+        });
     }
     let mut sum = pb::RecordInteractionsResponse::default();
     while let Some(reply) = calls.join_next().await {
-        let reply = reply?.map_err(|s| explain(&s))?.into_inner();
-        sum.accepted += reply.accepted;
-        sum.duplicates += reply.duplicates;
-        sum.rejected_count += reply.rejected_count;
-        sum.rejected.extend(reply.rejected);
+        add(&mut sum, reply?.map_err(|s| explain(&s))?);
     }
     Ok(sum)
 }
