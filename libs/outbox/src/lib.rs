@@ -11,7 +11,7 @@ mod migration;
 mod relay;
 mod store;
 
-pub use migration::CreateOutboxTable;
+pub use migration::{CreateOutboxTable, IndexOutboxById, migrations};
 pub use relay::{Deliver, DeliveryError, Relay, RelayOptions, Turn};
 pub use store::{Message, NewMessage, OutboxStats, enqueue, stats};
 

@@ -2,6 +2,11 @@
 
 use sea_orm_migration::prelude::*;
 
+/// The outbox's migrations in order; append them to a service's migrator.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreateOutboxTable), Box::new(IndexOutboxById)]
+}
+
 /// Creates the `outbox` table; add it to a service's migrator.
 pub struct CreateOutboxTable;
 
@@ -55,6 +60,63 @@ impl MigrationTrait for CreateOutboxTable {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(Alias::new("outbox")).to_owned())
+            .await
+    }
+}
+
+/// Relays claim the oldest rows (`ORDER BY id LIMIT n`). The first index led with
+/// `available_at`, so every claim sorted the whole due backlog: the bigger the backlog,
+/// the slower the relay drained it. Walking `(target, id)` finds the first due rows at once.
+pub struct IndexOutboxById;
+
+impl MigrationName for IndexOutboxById {
+    fn name(&self) -> &str {
+        "m20261123_000100_index_outbox_by_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexOutboxById {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("outbox_due")
+                    .table(Alias::new("outbox"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_by_id")
+                    .table(Alias::new("outbox"))
+                    .col(Alias::new("target"))
+                    .col(Alias::new("id"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("outbox_by_id")
+                    .table(Alias::new("outbox"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_due")
+                    .table(Alias::new("outbox"))
+                    .col(Alias::new("target"))
+                    .col(Alias::new("available_at"))
+                    .col(Alias::new("id"))
+                    .to_owned(),
+            )
             .await
     }
 }

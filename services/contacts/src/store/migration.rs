@@ -8,10 +8,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(CreateContactTables),
-            Box::new(clm_outbox::CreateOutboxTable),
-        ]
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateContactTables)];
+        migrations.extend(clm_outbox::migrations());
+        migrations
     }
 }
 

@@ -107,7 +107,7 @@ impl Store {
         let applied = signals.len() as u64;
         let mut erased = load_tombstones(&txn, tenant, &signals).await?;
         let segments = engine::load_segments(&txn, tenant).await?;
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(tenant, now);
         let model_ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
         batch
             .preload(&txn, tenant, &signals, &erased, &model_ids, &segments)
@@ -172,17 +172,15 @@ impl Store {
                 SignalKind::Merged(_) | SignalKind::Erased => {}
             }
             for model in models {
-                engine::advance(&txn, tenant, model, &contact, state, &signal.event_id, now)
-                    .await?;
+                engine::advance(&mut batch.writes, model, &contact, state, &signal.event_id);
             }
             engine::refresh_segments(
                 &txn,
-                tenant,
+                &mut batch.writes,
                 &segments,
                 &default_model,
                 &contact,
                 state,
-                now,
             )
             .await?;
         }
@@ -194,13 +192,21 @@ impl Store {
 }
 
 /// The contacts a call has loaded, and the writes it has not made yet.
-#[derive(Default)]
 struct Batch {
     contacts: HashMap<String, ContactState>,
     activities: Vec<activity::ActiveModel>,
+    writes: engine::Deferred,
 }
 
 impl Batch {
+    fn new(tenant: &str, now: Micros) -> Self {
+        Self {
+            contacts: HashMap::new(),
+            activities: Vec::new(),
+            writes: engine::Deferred::new(tenant, now),
+        }
+    }
+
     /// Loads every contact the signals name (but the erased) at once.
     async fn preload(
         &mut self,
@@ -229,8 +235,8 @@ impl Batch {
         tenant: &str,
         now: Micros,
     ) -> Result<(), LifecycleError> {
-        if !self.activities.is_empty() {
-            activity::Entity::insert_many(std::mem::take(&mut self.activities))
+        for chunk in std::mem::take(&mut self.activities).chunks(1000) {
+            activity::Entity::insert_many(chunk.to_vec())
                 .on_conflict_do_nothing()
                 .exec_without_returning(txn)
                 .await?;
@@ -250,7 +256,7 @@ impl Batch {
                 .await?;
             }
         }
-        Ok(())
+        self.writes.flush(txn).await
     }
 }
 

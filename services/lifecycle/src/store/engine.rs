@@ -7,6 +7,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
+pub(crate) use super::deferred::Deferred;
 use super::entities::{
     activity, contact_fact, contact_stage, lifecycle_event, segment, segment_member, stage_history,
 };
@@ -52,7 +53,15 @@ pub(crate) async fn append(
     now: Micros,
     entry: LogEntry,
 ) -> Result<(), LifecycleError> {
-    lifecycle_event::Entity::insert(lifecycle_event::ActiveModel {
+    lifecycle_event::Entity::insert(log_row(tenant, now, entry))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// The event-log row of `entry`.
+pub(crate) fn log_row(tenant: &str, now: Micros, entry: LogEntry) -> lifecycle_event::ActiveModel {
+    lifecycle_event::ActiveModel {
         id: NotSet,
         tenant_id: Set(tenant.to_owned()),
         kind: Set(entry.kind),
@@ -63,10 +72,7 @@ pub(crate) async fn append(
         segment_id: Set(entry.segment_id),
         action: Set(entry.action),
         cause: Set(entry.cause),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
+    }
 }
 
 /// The facts of a contact (without stage and event).
@@ -195,58 +201,74 @@ pub(crate) async fn transition(
         }
     }
     let from_stage = from.map(|(s, _)| s.to_owned()).unwrap_or_default();
-    stage_history::Entity::insert(stage_history::ActiveModel {
-        id: NotSet,
-        tenant_id: Set(tenant.to_owned()),
-        model_id: Set(model.to_owned()),
-        contact_id: Set(contact.to_owned()),
-        from_stage: Set(from_stage.clone()),
-        to_stage: Set(to.to_owned()),
-        entered_at: Set(now),
-        exited_at: Set(None),
-        cause: Set(cause.cause.clone()),
-        event_id: Set(cause.event_id.clone()),
-        actor: Set(cause.actor.clone()),
-        reason: Set(cause.reason.clone()),
-        forced: Set(cause.forced),
-    })
-    .exec_without_returning(txn)
-    .await?;
-    let event = clm_proto::analytics::v1::TransitionEvent {
-        event_id: format!("clm:transition:{}", uuid::Uuid::now_v7()),
-        contact_id: contact.to_owned(),
-        model_id: model.to_owned(),
-        from_stage: from_stage.clone(),
-        to_stage: to.to_owned(),
-        occurred_at: Some(crate::convert::timestamp(now)),
-        cause: cause.cause.clone(),
-    };
-    clm_outbox::enqueue(
-        txn,
-        now,
-        vec![clm_outbox::NewMessage {
+    let rows = TransitionRows::new(tenant, model, contact, &from_stage, to, now, cause);
+    stage_history::Entity::insert(rows.stay)
+        .exec_without_returning(txn)
+        .await?;
+    clm_outbox::enqueue(txn, now, vec![rows.event]).await?;
+    append(txn, tenant, now, rows.log).await?;
+    Ok(true)
+}
+
+/// What a move writes besides the contact's stage: the new stay (open), the event for
+/// analytics and the log entry.
+pub(crate) struct TransitionRows {
+    pub(crate) stay: stage_history::ActiveModel,
+    pub(crate) event: clm_outbox::NewMessage,
+    pub(crate) log: LogEntry,
+}
+
+impl TransitionRows {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        tenant: &str,
+        model: &str,
+        contact: &str,
+        from_stage: &str,
+        to: &str,
+        now: Micros,
+        cause: &Cause,
+    ) -> Self {
+        let stay = stage_history::ActiveModel {
+            id: NotSet,
+            tenant_id: Set(tenant.to_owned()),
+            model_id: Set(model.to_owned()),
+            contact_id: Set(contact.to_owned()),
+            from_stage: Set(from_stage.to_owned()),
+            to_stage: Set(to.to_owned()),
+            entered_at: Set(now),
+            exited_at: Set(None),
+            cause: Set(cause.cause.clone()),
+            event_id: Set(cause.event_id.clone()),
+            actor: Set(cause.actor.clone()),
+            reason: Set(cause.reason.clone()),
+            forced: Set(cause.forced),
+        };
+        let event = clm_proto::analytics::v1::TransitionEvent {
+            event_id: format!("clm:transition:{}", uuid::Uuid::now_v7()),
+            contact_id: contact.to_owned(),
+            model_id: model.to_owned(),
+            from_stage: from_stage.to_owned(),
+            to_stage: to.to_owned(),
+            occurred_at: Some(crate::convert::timestamp(now)),
+            cause: cause.cause.clone(),
+        };
+        let event = clm_outbox::NewMessage {
             target: ANALYTICS,
             tenant_id: tenant.to_owned(),
             event_id: event.event_id.clone(),
             payload: prost::Message::encode_to_vec(&event),
-        }],
-    )
-    .await?;
-    append(
-        txn,
-        tenant,
-        now,
-        LogEntry {
+        };
+        let log = LogEntry {
             kind: TRANSITION,
             contact_id: contact.to_owned(),
-            from_stage,
+            from_stage: from_stage.to_owned(),
             to_stage: to.to_owned(),
             cause: cause.cause.clone(),
             ..LogEntry::default()
-        },
-    )
-    .await?;
-    Ok(true)
+        };
+        Self { stay, event, log }
+    }
 }
 
 /// What one transaction knows of a contact, loaded once and kept current as its signals
@@ -367,16 +389,15 @@ impl ContactState {
 }
 
 /// Applies the model's rules to the contact: a new contact enters the first stage, then
-/// the furthest forward stage its facts allow.
-pub(crate) async fn advance(
-    txn: &DatabaseTransaction,
-    tenant: &str,
+/// the furthest forward stage its facts allow. The moves are written with `writes`.
+pub(crate) fn advance(
+    writes: &mut Deferred,
     model: &CompiledModel,
     contact: &str,
     state: &mut ContactState,
     event_id: &str,
-    now: Micros,
-) -> Result<(), LifecycleError> {
+) {
+    let now = writes.now;
     if !state.stages.contains_key(&model.id) {
         let first = model.first_stage().to_owned();
         let cause = Cause {
@@ -384,12 +405,12 @@ pub(crate) async fn advance(
             event_id: event_id.to_owned(),
             ..Cause::default()
         };
-        transition(txn, tenant, &model.id, contact, None, &first, now, &cause).await?;
+        writes.transition(&model.id, contact, None, &first, &cause);
         state.stages.insert(model.id.clone(), (first, now));
     }
     // Each move can enable the next (bounded by the number of stages).
     for _ in 0..model.spec.stages.len() {
-        let Some((stage, entered_at)) = state.stages.get(&model.id).cloned() else {
+        let Some((stage, _)) = state.stages.get(&model.id).cloned() else {
             break;
         };
         state.facts.stage.clone_from(&stage);
@@ -402,23 +423,9 @@ pub(crate) async fn advance(
             event_id: event_id.to_owned(),
             ..Cause::default()
         };
-        if !transition(
-            txn,
-            tenant,
-            &model.id,
-            contact,
-            Some((&stage, entered_at)),
-            &to,
-            now,
-            &cause,
-        )
-        .await?
-        {
-            break;
-        }
+        writes.transition(&model.id, contact, Some(&stage), &to, &cause);
         state.stages.insert(model.id.clone(), (to, now));
     }
-    Ok(())
 }
 
 /// A tenant's segments: (id, compiled condition).
@@ -441,15 +448,14 @@ pub(crate) async fn load_segments(
         .collect())
 }
 
-/// Re-evaluates `segments` for the contact, logging entries and exits.
+/// Re-evaluates `segments` for the contact; entries and exits are logged with `writes`.
 pub(crate) async fn refresh_segments(
     txn: &DatabaseTransaction,
-    tenant: &str,
+    writes: &mut Deferred,
     segments: &Segments,
     default_model: &str,
     contact: &str,
     state: &mut ContactState,
-    now: Micros,
 ) -> Result<(), LifecycleError> {
     if segments.is_empty() {
         return Ok(());
@@ -457,9 +463,12 @@ pub(crate) async fn refresh_segments(
     state.facts.stage = state.stage(default_model);
     state.facts.event = None;
     for (id, condition) in segments {
-        let member = facts::holds(condition, &state.facts, now);
+        let member = facts::holds(condition, &state.facts, writes.now);
         if member != state.members.contains(id) {
-            set_membership(txn, tenant, id, contact, member, now).await?;
+            let (tenant, now) = (writes.tenant.clone(), writes.now);
+            if change_membership(txn, &tenant, id, contact, member, now).await? {
+                writes.log(membership_entry(id, contact, member));
+            }
             if member {
                 state.members.insert(id.clone());
             } else {
@@ -479,7 +488,37 @@ pub(crate) async fn set_membership(
     member: bool,
     now: Micros,
 ) -> Result<(), LifecycleError> {
-    let changed = if member {
+    if change_membership(txn, tenant, segment, contact, member, now).await? {
+        append(txn, tenant, now, membership_entry(segment, contact, member)).await?;
+    }
+    Ok(())
+}
+
+/// The log entry of a segment entry or exit.
+fn membership_entry(segment: &str, contact: &str, member: bool) -> LogEntry {
+    LogEntry {
+        kind: if member {
+            SEGMENT_ENTERED
+        } else {
+            SEGMENT_EXITED
+        },
+        contact_id: contact.to_owned(),
+        segment_id: segment.to_owned(),
+        cause: "segment".into(),
+        ..LogEntry::default()
+    }
+}
+
+/// Makes `contact` a member of `segment` or not; returns whether that changed anything.
+async fn change_membership(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    segment: &str,
+    contact: &str,
+    member: bool,
+    now: Micros,
+) -> Result<bool, LifecycleError> {
+    Ok(if member {
         let inserted = segment_member::Entity::insert(segment_member::ActiveModel {
             tenant_id: Set(tenant.to_owned()),
             segment_id: Set(segment.to_owned()),
@@ -499,25 +538,5 @@ pub(crate) async fn set_membership(
             .await?
             .rows_affected
             > 0
-    };
-    if changed {
-        append(
-            txn,
-            tenant,
-            now,
-            LogEntry {
-                kind: if member {
-                    SEGMENT_ENTERED
-                } else {
-                    SEGMENT_EXITED
-                },
-                contact_id: contact.to_owned(),
-                segment_id: segment.to_owned(),
-                cause: "segment".into(),
-                ..LogEntry::default()
-            },
-        )
-        .await?;
-    }
-    Ok(())
+    })
 }

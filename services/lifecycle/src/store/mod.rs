@@ -1,6 +1,7 @@
 //! Persistence of stage models, facts, stages, history, segments and the event log.
 
 mod apply;
+mod deferred;
 pub mod engine;
 pub mod entities;
 pub mod migration;

@@ -214,21 +214,22 @@ impl Store {
         if segments.is_empty() {
             return Ok(());
         }
+        let models = [default_model.to_owned()];
+        let mut writes = engine::Deferred::new(tenant, now);
         for contact in known_contacts(&txn, tenant).await? {
-            let models = [default_model.to_owned()];
             let mut state =
                 engine::ContactState::load(&txn, tenant, &contact, &models, &segments).await?;
             engine::refresh_segments(
                 &txn,
-                tenant,
+                &mut writes,
                 &segments,
                 default_model,
                 &contact,
                 &mut state,
-                now,
             )
             .await?;
         }
+        writes.flush(&txn).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -9,10 +9,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(CreateScoringTables),
-            Box::new(clm_outbox::CreateOutboxTable),
-        ]
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateScoringTables)];
+        migrations.extend(clm_outbox::migrations());
+        migrations
     }
 }
 
