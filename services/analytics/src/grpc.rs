@@ -179,10 +179,15 @@ impl AnalyticsService for AnalyticsApi {
                 .stage_entries(&tenant, STAGE_MODEL, start, until)
                 .await
         } else {
-            let kinds: Vec<String> = r.steps.iter().chain(&r.exclusion_steps).cloned().collect();
-            // Strict order needs every tracked event to see what comes between steps.
-            let filter = (order != funnel::Order::Strict).then_some(kinds.as_slice());
-            self.store.events(&tenant, filter, start, until).await
+            self.step_events(
+                &tenant,
+                &r.steps,
+                &r.exclusion_steps,
+                order,
+                (start, end),
+                until,
+            )
+            .await
         }
         .map_err(|e| internal(&e))?;
         let breakdown = if r.breakdown_by.is_empty() {
@@ -966,5 +971,43 @@ impl AnalyticsService for AnalyticsApi {
             applied,
             duplicates,
         }))
+    }
+}
+
+impl AnalyticsApi {
+    /// The events a funnel over interaction types needs, per contact, in time order. Strict
+    /// order needs every tracked event (to see what comes between steps). Otherwise only
+    /// the step and exclusion types are read, and of step 1 only each contact's first event
+    /// in the range (the entry) when step 1 is not also a later step or an exclusion.
+    async fn step_events(
+        &self,
+        tenant: &str,
+        steps: &[String],
+        exclusions: &[String],
+        order: funnel::Order,
+        (start, end): (i64, i64),
+        until: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<(i64, String)>>, sea_orm::DbErr> {
+        if order == funnel::Order::Strict {
+            return self.store.events(tenant, None, start, until).await;
+        }
+        let kinds: Vec<String> = steps.iter().chain(exclusions).cloned().collect();
+        let entry = &steps[0];
+        if kinds[1..].contains(entry) {
+            return self.store.events(tenant, Some(&kinds), start, until).await;
+        }
+        let mut events = self
+            .store
+            .events(tenant, Some(&kinds[1..]), start, until)
+            .await?;
+        let mut out = std::collections::HashMap::new();
+        for (contact, first) in self.store.first_events(tenant, entry, start, end).await? {
+            let mut list = events.remove(&contact).unwrap_or_default();
+            // Before the other events at the same instant, as the entry comes first.
+            let at = list.partition_point(|(t, _)| *t < first);
+            list.insert(at, (first, entry.clone()));
+            out.insert(contact, list);
+        }
+        Ok(out)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{contact, fact, order, spend, transition};
 use super::{Store, day_of};
@@ -98,27 +98,35 @@ impl Store {
 
     /// Every stay in the stages of `model` that began before `as_of`.
     pub async fn stays(&self, tenant: &str, model: &str, as_of: i64) -> Result<Vec<Stay>, DbErr> {
-        let rows = transition::Entity::find()
+        let rows: Vec<(String, i64, String, String)> = transition::Entity::find()
+            .select_only()
+            .columns([
+                transition::Column::ContactId,
+                transition::Column::OccurredAt,
+                transition::Column::FromStage,
+                transition::Column::ToStage,
+            ])
             .filter(transition::Column::TenantId.eq(tenant))
             .filter(transition::Column::ModelId.eq(model))
             .filter(transition::Column::OccurredAt.lte(as_of))
             .order_by_asc(transition::Column::ContactId)
             .order_by_asc(transition::Column::OccurredAt)
             .order_by_asc(transition::Column::EventId)
+            .into_tuple()
             .all(&self.db)
             .await?;
         let mut stays: Vec<Stay> = Vec::with_capacity(rows.len());
-        for row in rows {
+        for (contact_id, entered_at, from_stage, stage) in rows {
             if let Some(previous) = stays.last_mut()
-                && previous.contact_id == row.contact_id
+                && previous.contact_id == contact_id
             {
-                previous.exited_at = Some(row.occurred_at);
+                previous.exited_at = Some(entered_at);
             }
             stays.push(Stay {
-                contact_id: row.contact_id,
-                stage: row.to_stage,
-                from_stage: row.from_stage,
-                entered_at: row.occurred_at,
+                contact_id,
+                stage,
+                from_stage,
+                entered_at,
                 exited_at: None,
             });
         }
@@ -162,17 +170,46 @@ impl Store {
             query = query.filter(fact::Column::Kind.is_in(kinds.iter().cloned()));
         }
         let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-        for f in query
+        let rows: Vec<(String, i64, String)> = query
+            .select_only()
+            .columns([
+                fact::Column::ContactId,
+                fact::Column::OccurredAt,
+                fact::Column::Kind,
+            ])
             .order_by_asc(fact::Column::OccurredAt)
             .order_by_asc(fact::Column::EventId)
+            .into_tuple()
             .all(&self.db)
-            .await?
-        {
-            out.entry(f.contact_id)
-                .or_default()
-                .push((f.occurred_at, f.kind));
+            .await?;
+        for (contact, at, kind) in rows {
+            out.entry(contact).or_default().push((at, kind));
         }
         Ok(out)
+    }
+
+    /// Each contact's first event of `kind` in [start, end), read from the index alone: a
+    /// funnel enters a contact at its first step-1 event, so the later ones (the bulk, when
+    /// step 1 is a page view) need not be read.
+    pub async fn first_events(
+        &self,
+        tenant: &str,
+        kind: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<(String, i64)>, DbErr> {
+        fact::Entity::find()
+            .select_only()
+            .column(fact::Column::ContactId)
+            .column_as(fact::Column::OccurredAt.min(), "first")
+            .filter(fact::Column::TenantId.eq(tenant))
+            .filter(fact::Column::Kind.eq(kind))
+            .filter(fact::Column::OccurredAt.gte(start))
+            .filter(fact::Column::OccurredAt.lt(end))
+            .group_by(fact::Column::ContactId)
+            .into_tuple()
+            .all(&self.db)
+            .await
     }
 
     /// Stage entries of `model` in [start, end) as events named after the stage.
@@ -222,13 +259,14 @@ impl Store {
 
     /// Each contact's creation instant.
     pub async fn created(&self, tenant: &str) -> Result<HashMap<String, i64>, DbErr> {
-        Ok(contact::Entity::find()
+        let rows: Vec<(String, i64)> = contact::Entity::find()
+            .select_only()
+            .columns([contact::Column::ContactId, contact::Column::CreatedAt])
             .filter(contact::Column::TenantId.eq(tenant))
+            .into_tuple()
             .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|c| (c.contact_id, c.created_at))
-            .collect())
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Each contact's first touch: (source, campaign).
@@ -236,12 +274,20 @@ impl Store {
         &self,
         tenant: &str,
     ) -> Result<HashMap<String, (String, String)>, DbErr> {
-        Ok(contact::Entity::find()
+        let rows: Vec<(String, String, String)> = contact::Entity::find()
+            .select_only()
+            .columns([
+                contact::Column::ContactId,
+                contact::Column::Source,
+                contact::Column::Campaign,
+            ])
             .filter(contact::Column::TenantId.eq(tenant))
+            .into_tuple()
             .all(&self.db)
-            .await?
+            .await?;
+        Ok(rows
             .into_iter()
-            .map(|c| (c.contact_id, (c.source, c.campaign)))
+            .map(|(contact, source, campaign)| (contact, (source, campaign)))
             .collect())
     }
 
