@@ -83,17 +83,28 @@ impl Store {
         start: i64,
         end: i64,
     ) -> Result<Vec<(String, i64, i32)>, DbErr> {
-        Ok(fact::Entity::find()
+        // Sorted here, not in SQL: with ORDER BY occurred_at SQLite's planner (without
+        // statistics) walks the by-time index over every fact instead of the by-kind one.
+        let rows: Vec<(String, i64, Option<i32>)> = fact::Entity::find()
+            .select_only()
+            .columns([
+                fact::Column::ContactId,
+                fact::Column::OccurredAt,
+                fact::Column::NpsScore,
+            ])
             .filter(fact::Column::TenantId.eq(tenant))
             .filter(fact::Column::Kind.eq("nps_response"))
             .filter(fact::Column::OccurredAt.gte(start))
             .filter(fact::Column::OccurredAt.lt(end))
-            .order_by_asc(fact::Column::OccurredAt)
+            .into_tuple()
             .all(&self.db)
-            .await?
+            .await?;
+        let mut answers: Vec<_> = rows
             .into_iter()
-            .filter_map(|f| Some((f.contact_id, f.occurred_at, f.nps_score?)))
-            .collect())
+            .filter_map(|(contact, at, score)| Some((contact, at, score?)))
+            .collect();
+        answers.sort_by_key(|a| a.1);
+        Ok(answers)
     }
 
     /// Every stay in the stages of `model` that began before `as_of`.
@@ -170,19 +181,20 @@ impl Store {
             query = query.filter(fact::Column::Kind.is_in(kinds.iter().cloned()));
         }
         let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-        let rows: Vec<(String, i64, String)> = query
+        // Sorted here, not in SQL, so the by-kind index serves the query (see nps_answers).
+        let mut rows: Vec<(String, i64, String, String)> = query
             .select_only()
             .columns([
                 fact::Column::ContactId,
                 fact::Column::OccurredAt,
+                fact::Column::EventId,
                 fact::Column::Kind,
             ])
-            .order_by_asc(fact::Column::OccurredAt)
-            .order_by_asc(fact::Column::EventId)
             .into_tuple()
             .all(&self.db)
             .await?;
-        for (contact, at, kind) in rows {
+        rows.sort_unstable_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
+        for (contact, at, _, kind) in rows {
             out.entry(contact).or_default().push((at, kind));
         }
         Ok(out)
