@@ -13,7 +13,7 @@ mod store;
 
 pub use migration::{CreateOutboxTable, IndexOutboxById, migrations};
 pub use relay::{Deliver, DeliveryError, Relay, RelayOptions, Turn};
-pub use store::{Message, NewMessage, OutboxStats, enqueue, stats};
+pub use store::{Message, NewMessage, OutboxStats, any_pending, enqueue, stats};
 
 use tokio::sync::watch;
 

@@ -161,6 +161,19 @@ pub struct OutboxStats {
     pub oldest_created_at: Option<i64>,
 }
 
+/// Whether any message for `target` is undelivered: one index probe, however deep the
+/// backlog (cheap enough to poll while the relays work).
+pub async fn any_pending<C: ConnectionTrait>(db: &C, target: &str) -> Result<bool, DbErr> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Target.eq(target))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// The depth and the age of the oldest undelivered message of `target`.
 pub async fn stats<C: ConnectionTrait>(db: &C, target: &str) -> Result<OutboxStats, DbErr> {
     let (depth, oldest): (i64, Option<i64>) = Entity::find()

@@ -47,7 +47,7 @@ impl Outbox {
 /// Whether every outbox is empty, read in flow order.
 pub(crate) async fn drained(outboxes: &[Outbox]) -> Result<bool, BoxError> {
     for outbox in outboxes {
-        if outbox.stats().await?.depth > 0 {
+        if clm_outbox::any_pending(&outbox.db, outbox.to).await? {
             return Ok(false);
         }
     }

@@ -67,7 +67,9 @@ async fn wait_until_drained(
         if Instant::now() > deadline {
             return Err(format!("the outboxes did not drain within {DRAIN_LIMIT:?} {when}").into());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Often enough to time the drain to a few tens of milliseconds; each poll is one
+        // index probe per outbox.
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     Ok(())
 }
