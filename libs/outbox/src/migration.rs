@@ -75,48 +75,20 @@ impl MigrationName for IndexOutboxById {
     }
 }
 
+/// The index relays claimed by first, and the one they claim by now.
+const OUTBOX_DUE: clm_store::schema::IndexSpec =
+    ("outbox", "outbox_due", &["target", "available_at", "id"]);
+const OUTBOX_BY_ID: clm_store::schema::IndexSpec = ("outbox", "outbox_by_id", &["target", "id"]);
+
 #[async_trait::async_trait]
 impl MigrationTrait for IndexOutboxById {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("outbox_due")
-                    .table(Alias::new("outbox"))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("outbox_by_id")
-                    .table(Alias::new("outbox"))
-                    .col(Alias::new("target"))
-                    .col(Alias::new("id"))
-                    .to_owned(),
-            )
-            .await
+        clm_store::schema::drop_indexes(manager, &[OUTBOX_DUE]).await?;
+        clm_store::schema::create_indexes(manager, &[OUTBOX_BY_ID]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("outbox_by_id")
-                    .table(Alias::new("outbox"))
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("outbox_due")
-                    .table(Alias::new("outbox"))
-                    .col(Alias::new("target"))
-                    .col(Alias::new("available_at"))
-                    .col(Alias::new("id"))
-                    .to_owned(),
-            )
-            .await
+        clm_store::schema::drop_indexes(manager, &[OUTBOX_BY_ID]).await?;
+        clm_store::schema::create_indexes(manager, &[OUTBOX_DUE]).await
     }
 }

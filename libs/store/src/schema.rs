@@ -68,9 +68,32 @@ pub async fn create(
     for (name, columns, key) in tables {
         manager.create_table(table(name, columns, key)).await?;
     }
+    create_indexes(manager, indexes).await
+}
+
+/// Creates `indexes` (of existing tables).
+pub async fn create_indexes(
+    manager: &SchemaManager<'_>,
+    indexes: &[IndexSpec],
+) -> Result<(), DbErr> {
     for (table_name, name, columns) in indexes {
         manager
             .create_index(index(table_name, name, columns))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops `indexes`.
+pub async fn drop_indexes(manager: &SchemaManager<'_>, indexes: &[IndexSpec]) -> Result<(), DbErr> {
+    for (table_name, name, _) in indexes {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(*name)
+                    .table(Alias::new(*table_name))
+                    .to_owned(),
+            )
             .await?;
     }
     Ok(())

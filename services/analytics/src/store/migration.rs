@@ -142,31 +142,19 @@ impl MigrationName for IndexFactsByKind {
     }
 }
 
+const FACTS_BY_KIND: IndexSpec = (
+    "interaction_facts",
+    "facts_by_kind",
+    &["tenant_id", "kind", "occurred_at", "contact_id"],
+);
+
 #[async_trait::async_trait]
 impl MigrationTrait for IndexFactsByKind {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name("facts_by_kind")
-                    .table(Alias::new("interaction_facts"))
-                    .col(Alias::new("tenant_id"))
-                    .col(Alias::new("kind"))
-                    .col(Alias::new("occurred_at"))
-                    .col(Alias::new("contact_id"))
-                    .to_owned(),
-            )
-            .await
+        schema::create_indexes(manager, &[FACTS_BY_KIND]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("facts_by_kind")
-                    .table(Alias::new("interaction_facts"))
-                    .to_owned(),
-            )
-            .await
+        schema::drop_indexes(manager, &[FACTS_BY_KIND]).await
     }
 }
