@@ -49,20 +49,28 @@ pub async fn enqueue<C: ConnectionTrait>(
         return Ok(());
     }
     let traceparent = clm_telemetry::current_traceparent();
-    let rows = messages.into_iter().map(|m| entity::ActiveModel {
-        id: NotSet,
-        target: Set(m.target.to_owned()),
-        tenant_id: Set(m.tenant_id),
-        event_id: Set(m.event_id),
-        payload: Set(m.payload),
-        traceparent: Set(traceparent.clone()),
-        created_at: Set(now),
-        attempts: Set(0),
-        available_at: Set(now),
-        lease_until: Set(0),
-        last_error: Set(String::new()),
-    });
-    Entity::insert_many(rows).exec_without_returning(db).await?;
+    let rows: Vec<_> = messages
+        .into_iter()
+        .map(|m| entity::ActiveModel {
+            id: NotSet,
+            target: Set(m.target.to_owned()),
+            tenant_id: Set(m.tenant_id),
+            event_id: Set(m.event_id),
+            payload: Set(m.payload),
+            traceparent: Set(traceparent.clone()),
+            created_at: Set(now),
+            attempts: Set(0),
+            available_at: Set(now),
+            lease_until: Set(0),
+            last_error: Set(String::new()),
+        })
+        .collect();
+    // SQLite binds at most 32,766 parameters per statement: 11 columns x 1,000 rows fits.
+    for chunk in rows.chunks(1000) {
+        Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await?;
+    }
     Ok(())
 }
 

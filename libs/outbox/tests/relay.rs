@@ -9,7 +9,8 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 use clm_outbox::{
-    Deliver, DeliveryError, Message, NewMessage, Relay, RelayOptions, Wake, enqueue, stats,
+    Deliver, DeliveryError, Message, NewMessage, Relay, RelayOptions, Wake, any_pending, enqueue,
+    stats,
 };
 use clm_runtime::Shutdown;
 use clm_testkit::{TestDatabase, backend_tests};
@@ -18,7 +19,7 @@ struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(clm_outbox::CreateOutboxTable)]
+        clm_outbox::migrations()
     }
 }
 
@@ -93,6 +94,25 @@ async fn drain(relay: &Relay<Receiver>) {
     }
     panic!("the outbox never drained");
 }
+
+backend_tests!(
+    a_receiver_may_enqueue_more_rows_than_one_statement_can_bind,
+    |db| async move {
+        // A 5,000-event ApplyInteractions emits up to two rows per event; SQLite binds at
+        // most 32,766 parameters per statement.
+        let conn = open(&db).await;
+        assert!(!any_pending(&conn, "receiver").await.unwrap());
+        let many = (0..10_000)
+            .map(|i| message("t1", &format!("e{i}")))
+            .collect();
+        let txn = conn.begin().await.unwrap();
+        enqueue(&txn, 10, many).await.unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 10_000);
+        assert!(any_pending(&conn, "receiver").await.unwrap());
+        assert!(!any_pending(&conn, "elsewhere").await.unwrap());
+    }
+);
 
 backend_tests!(
     rows_exist_only_when_the_transaction_commits,
