@@ -638,15 +638,6 @@ pub(crate) struct ReportWindow {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub(crate) json: bool,
-    /// ingest: how many interactions.
-    #[arg(long, default_value_t = 100_000)]
-    pub(crate) interactions: u64,
-    /// ingest: interactions per stream message (and rows per INSERT of the floor).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    pub(crate) batch_size: u64,
-    /// ingest: the suite's storage, where the floor is measured and the outboxes are watched.
-    #[command(flatten)]
-    pub(crate) store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
