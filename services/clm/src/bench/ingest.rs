@@ -238,7 +238,7 @@ async fn seed_contacts(
         .await
         .map_err(|s| explain(&s))?;
     let filter = format!("attributes.bench_run = \"{run}\"");
-    Ok(crate::demo::ids_by_email(contacts, &filter)
+    Ok(crate::client::ids_by_email(contacts, &filter)
         .await?
         .into_values()
         .collect())

@@ -261,3 +261,29 @@ fn row_to_contact(headers: &[String], record: &csv::StringRecord) -> pb::Contact
     contact.attributes = attributes;
     contact
 }
+
+/// The ids the server gave the contacts `filter` selects, by email.
+pub(crate) async fn ids_by_email(
+    contacts: &mut super::Contacts,
+    filter: &str,
+) -> Result<HashMap<String, String>, BoxError> {
+    let mut ids = HashMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = contacts
+            .list_contacts(pb::ListContactsRequest {
+                filter: filter.to_owned(),
+                order_by: String::new(),
+                page_size: 1_000,
+                page_token,
+            })
+            .await
+            .map_err(|s| explain(&s))?
+            .into_inner();
+        ids.extend(page.contacts.into_iter().map(|c| (c.email, c.id)));
+        if page.next_page_token.is_empty() {
+            return Ok(ids);
+        }
+        page_token = page.next_page_token;
+    }
+}

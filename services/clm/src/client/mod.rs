@@ -7,7 +7,7 @@ mod report;
 mod scoring;
 pub(crate) mod table;
 
-pub(crate) use contacts::contacts;
+pub(crate) use contacts::{contacts, ids_by_email};
 pub(crate) use interactions::{interactions, parse_time};
 pub(crate) use lifecycle::{segments, stage, watch};
 pub(crate) use report::report;

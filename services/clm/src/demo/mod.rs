@@ -39,7 +39,7 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), BoxError> {
 
     let imported = import(&mut contacts, &plan, args.contacts, &bars).await?;
     let filter = format!("attributes.demo_seed = \"{}\"", plan.seed);
-    let ids = ids_by_email(&mut contacts, &filter).await?;
+    let ids = crate::client::ids_by_email(&mut contacts, &filter).await?;
     let spend = record_spend(&args, &plan, &bars).await?;
     let recorded =
         record_interactions(&contacts, &plan, args.contacts, &ids, args.streams, &bars).await?;
@@ -165,32 +165,6 @@ async fn import(
         sum.rejected_rows.extend(reply.rejected_rows);
     }
     Ok(sum)
-}
-
-/// The ids the server gave the contacts `filter` selects, by email.
-pub(crate) async fn ids_by_email(
-    contacts: &mut Contacts,
-    filter: &str,
-) -> Result<HashMap<String, String>, BoxError> {
-    let mut ids = HashMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = contacts
-            .list_contacts(pb::ListContactsRequest {
-                filter: filter.to_owned(),
-                order_by: String::new(),
-                page_size: 1_000,
-                page_token,
-            })
-            .await
-            .map_err(|s| explain(&s))?
-            .into_inner();
-        ids.extend(page.contacts.into_iter().map(|c| (c.email, c.id)));
-        if page.next_page_token.is_empty() {
-            return Ok(ids);
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 /// Records the campaigns' spend; returns (stored, already there).
