@@ -170,6 +170,7 @@ impl<D: Deliver> Relay<D> {
     /// One round: claim due messages, deliver them per tenant, acknowledge or reschedule.
     pub async fn turn(&self) -> Result<Turn, sea_orm::DbErr> {
         let now = micros_now();
+        let gate = clm_store::write_gate(&self.db).await;
         let claimed = store::claim(
             &self.db,
             self.target,
@@ -178,6 +179,7 @@ impl<D: Deliver> Relay<D> {
             self.options.batch_size,
         )
         .await?;
+        drop(gate);
         let mut turn = Turn::default();
         for (tenant, batch) in by_tenant(claimed) {
             let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
@@ -206,6 +208,7 @@ impl<D: Deliver> Relay<D> {
                 .await;
             match result {
                 Ok(()) => {
+                    let _gate = clm_store::write_gate(&self.db).await;
                     store::acknowledge(&self.db, &ids).await?;
                     turn.delivered += ids.len();
                     if let Some(c) = &self.counters {
@@ -223,6 +226,7 @@ impl<D: Deliver> Relay<D> {
                         error = %error,
                         "delivery failed"
                     );
+                    let _gate = clm_store::write_gate(&self.db).await;
                     store::release(&self.db, &ids, micros_now() + micros(delay), &error.0).await?;
                     turn.failed += ids.len();
                     if let Some(c) = &self.counters {

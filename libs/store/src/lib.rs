@@ -11,6 +11,9 @@ use sea_orm_migration::MigratorTrait;
 pub use sea_orm::DbErr;
 
 pub mod schema;
+mod write;
+
+pub use write::{WriteTxn, begin_write, write_gate};
 
 /// Errors while opening a database.
 #[derive(Debug, thiserror::Error)]
@@ -110,20 +113,6 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), St
 /// True when `db` is PostgreSQL.
 pub fn is_postgres(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Postgres
-}
-
-/// Begins a transaction that will write. On SQLite it takes the write lock at BEGIN
-/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later cannot
-/// wait for the lock and fails with "database is locked" under concurrent writers.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-    // Names the database on the caller's `db.transaction` span, where it has one.
-    tracing::Span::current().record("db.system.name", system_name(db));
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..TransactionOptions::default()
-    })
-    .await
 }
 
 /// What a tombstone stores in place of an erased contact's id: `sha256:` and the hex

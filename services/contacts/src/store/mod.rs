@@ -132,7 +132,7 @@ impl Store {
     }
 
     /// Commits `txn` and wakes the relay.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), ContactsError> {
+    async fn commit(&self, txn: clm_store::WriteTxn) -> Result<(), ContactsError> {
         txn.commit().await?;
         self.wake.notify();
         Ok(())

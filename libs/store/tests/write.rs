@@ -1,0 +1,113 @@
+//! Write transactions on SQLite and (when configured) PostgreSQL: writers of one database
+//! take turns in the order they asked, and a transaction dropped unfinished changes nothing.
+#![allow(unreachable_pub)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use clm_testkit::{Backend, TestDatabase, backend_tests};
+
+async fn open(db: &TestDatabase) -> DatabaseConnection {
+    let conn = clm_store::connect("write_test", db.location())
+        .await
+        .unwrap();
+    conn.execute_unprepared("CREATE TABLE turns (writer BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    conn
+}
+
+async fn writers_in_order(conn: &DatabaseConnection) -> Vec<i64> {
+    use sea_orm::Statement;
+    conn.query_all_raw(Statement::from_string(
+        conn.get_database_backend(),
+        "SELECT writer FROM turns",
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| row.try_get_by_index::<i64>(0).unwrap())
+    .collect()
+}
+
+backend_tests!(
+    a_dropped_transaction_changes_nothing_and_lets_the_next_writer_in,
+    |db: TestDatabase| async move {
+        let conn = open(&db).await;
+        {
+            let txn = clm_store::begin_write(&conn).await.unwrap();
+            txn.execute_unprepared("INSERT INTO turns VALUES (1)")
+                .await
+                .unwrap();
+            // Dropped here without a commit.
+        }
+        let txn = tokio::time::timeout(Duration::from_secs(5), clm_store::begin_write(&conn))
+            .await
+            .expect("the next writer gets in")
+            .unwrap();
+        txn.execute_unprepared("INSERT INTO turns VALUES (2)")
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        assert_eq!(writers_in_order(&conn).await, vec![2]);
+    }
+);
+
+/// SQLite's own busy handler retries a waiting writer after sleeps of up to 100 ms, in no
+/// particular order; the write gate serves writers first come, first served, and wakes the
+/// next one as soon as the lock is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_take_turns_in_the_order_they_asked() {
+    let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
+    let conn = open(&db).await;
+    let first = clm_store::begin_write(&conn).await.unwrap();
+    first
+        .execute_unprepared("INSERT INTO turns VALUES (0)")
+        .await
+        .unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for writer in 1..=5_i64 {
+        let conn = conn.clone();
+        let asked = asked.clone();
+        waiting.push(tokio::spawn(async move {
+            asked.lock().unwrap().push(writer);
+            let txn = clm_store::begin_write(&conn).await.unwrap();
+            txn.execute_unprepared(&format!("INSERT INTO turns VALUES ({writer})"))
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+        }));
+        // Each writer is queued before the next one asks.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "no writer gets in while the first holds the database"
+    );
+    first.commit().await.unwrap();
+    for w in waiting {
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("every writer gets its turn")
+            .unwrap();
+    }
+    let expected: Vec<i64> = std::iter::once(0)
+        .chain(asked.lock().unwrap().iter().copied())
+        .collect();
+    assert_eq!(writers_in_order(&conn).await, expected);
+    assert_eq!(expected, vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn postgres_needs_no_gate() {
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
+    let conn = clm_store::connect("write_test", db.location())
+        .await
+        .unwrap();
+    assert!(clm_store::write_gate(&conn).await.is_none());
+}
