@@ -41,6 +41,10 @@ pub struct RelayOptions {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
+    /// Turns in a row that fail every delivery before the relay stops trying for a while
+    /// (the circuit opens): a dead receiver is then tried once per backoff delay, not once
+    /// per due batch at every wake-up.
+    pub breaker_threshold: u32,
 }
 
 impl Default for RelayOptions {
@@ -53,6 +57,7 @@ impl Default for RelayOptions {
             lease: Duration::from_secs(60),
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            breaker_threshold: 3,
         }
     }
 }
@@ -141,6 +146,7 @@ impl<D: Deliver> Relay<D> {
     /// Delivers until `shutdown`; database errors are logged and retried.
     pub async fn run(mut self, shutdown: Shutdown) {
         tracing::info!(target_service = self.target, "outbox relay started");
+        let mut failed_turns: u32 = 0;
         while !shutdown.is_triggered() {
             let turn = match self.turn().await {
                 Ok(turn) => turn,
@@ -150,6 +156,33 @@ impl<D: Deliver> Relay<D> {
                 }
             };
             if turn.delivered > 0 {
+                if failed_turns >= self.options.breaker_threshold {
+                    tracing::info!(
+                        target_service = self.target,
+                        "receiver answers again: circuit closed"
+                    );
+                }
+                failed_turns = 0;
+                continue;
+            }
+            if turn.failed > 0 {
+                failed_turns = failed_turns.saturating_add(1);
+            }
+            if failed_turns >= self.options.breaker_threshold {
+                // Open: wake-ups are ignored until the delay is over, then one batch probes
+                // the receiver (half-open); a success closes the circuit.
+                let delay = self.backoff(i32::try_from(failed_turns).unwrap_or(i32::MAX));
+                if failed_turns == self.options.breaker_threshold {
+                    tracing::warn!(
+                        target_service = self.target,
+                        failed_turns,
+                        "receiver failing: circuit open, probing once per backoff delay"
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.wait() => {}
+                }
                 continue;
             }
             // A wake-up arrives, or (with no writer left to send one) only the poll.

@@ -79,6 +79,7 @@ fn fast() -> RelayOptions {
         lease: Duration::from_secs(60),
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
+        breaker_threshold: 3,
     }
 }
 
@@ -263,6 +264,68 @@ backend_tests!(
         })
         .await
         .expect("delivered on wake-up");
+        shutdown.trigger();
+        running.await.unwrap();
+    }
+);
+
+backend_tests!(
+    a_failing_receiver_is_probed_once_per_backoff_delay_not_at_every_wake_up,
+    |db| async move {
+        let conn = open(&db).await;
+        enqueue(
+            &conn,
+            1,
+            (0..200).map(|i| message("t1", &format!("e{i}"))).collect(),
+        )
+        .await
+        .unwrap();
+        let receiver = Receiver::default();
+        *receiver.lose_acks.lock().unwrap() = u32::MAX; // every delivery fails
+        let wake = Wake::new();
+        let options = RelayOptions {
+            batch_size: 1,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(400),
+            ..fast()
+        };
+        let relay = Relay::new(
+            conn.clone(),
+            "receiver",
+            receiver.clone(),
+            wake.clone(),
+            options,
+        );
+        let shutdown = Shutdown::new();
+        let running = tokio::spawn(relay.run(shutdown.clone()));
+        // A busy producer: a wake-up every 5 ms, each of which would send the next due
+        // batch to the dead receiver if nothing held the relay back.
+        let attempts = || -> u32 { receiver.received.lock().unwrap().values().sum() };
+        for _ in 0..200 {
+            wake.notify();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let while_failing = attempts();
+        assert!(
+            (3..=8).contains(&while_failing),
+            "three failed turns, then one probe per backoff delay (50-400 ms) in ~1 s: \
+             {while_failing} attempts"
+        );
+
+        // The receiver recovers: the next probe closes the circuit and the rest drains.
+        *receiver.lose_acks.lock().unwrap() = 0;
+        for _ in 0..500 {
+            if !any_pending(&conn, "receiver").await.unwrap() {
+                break;
+            }
+            wake.notify();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !any_pending(&conn, "receiver").await.unwrap(),
+            "the backlog drained"
+        );
+        assert_eq!(receiver.applied.lock().unwrap().len(), 200);
         shutdown.trigger();
         running.await.unwrap();
     }
