@@ -2,6 +2,7 @@
 //! services as separate `clm serve` processes, traced and scraped.
 #![allow(unreachable_pub)]
 
+mod faults;
 mod otlp;
 mod telemetry;
 mod token;

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::CLM;
 use crate::otlp::{ReceivedSpan, Receiver, SERVER, STATUS_ERROR};
 
-const SERVICES: [&str; 4] = ["contacts", "scoring", "lifecycle", "analytics"];
+pub(crate) const SERVICES: [&str; 4] = ["contacts", "scoring", "lifecycle", "analytics"];
 
 /// One `clm serve` process.
 pub(crate) struct Process {
@@ -41,7 +41,7 @@ impl Process {
     }
 
     /// The admin endpoint's `/metrics`, over a plain HTTP/1.1 request.
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(&self.admin).unwrap();
         write!(
@@ -76,6 +76,17 @@ pub(crate) async fn spawn(
     addrs: &HashMap<&str, String>,
     env: &[(&str, String)],
 ) -> Process {
+    spawn_on(database, offset, addrs, env, "127.0.0.1:0").await
+}
+
+/// [`spawn`] listening on `listen` (a restarted service takes its old address back).
+pub(crate) async fn spawn_on(
+    database: &TestDatabase,
+    offset: usize,
+    addrs: &HashMap<&str, String>,
+    env: &[(&str, String)],
+    listen: &str,
+) -> Process {
     let service = SERVICES[offset];
     let log = database.data_dir().join(format!("{service}.log"));
     let peer = |name: &str| {
@@ -86,7 +97,7 @@ pub(crate) async fn spawn(
     };
     let mut command = Command::new(CLM);
     command
-        .args(["serve", service, "--listen", "127.0.0.1:0"])
+        .args(["serve", service, "--listen", listen])
         .env("CLM_DATA_DIR", database.data_dir())
         .env("CLM_SCORING_ADDR", peer("scoring"))
         .env("CLM_LIFECYCLE_ADDR", peer("lifecycle"))
