@@ -108,10 +108,15 @@ pub(crate) async fn spawn_on(
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    if let Some(url) = database.database_url() {
+    if let Some(url) = database.database_url()
+        && !env.iter().any(|(k, _)| *k == "CLM_DATABASE_URL")
+    {
         command.env("CLM_DATABASE_URL", url);
     }
-    if let Some(url) = clm_testkit::test_redis_url().await {
+    let own_redis = env.iter().any(|(k, _)| *k == "CLM_REDIS_URL");
+    if let Some(url) = clm_testkit::test_redis_url().await
+        && !own_redis
+    {
         command
             .env("CLM_REDIS_URL", url)
             .env("CLM_CACHE_PREFIX", clm_testkit::unique_prefix());
