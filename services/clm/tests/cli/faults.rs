@@ -360,8 +360,7 @@ fn interaction(n: usize, ids: &[String], now: i64) -> cpb::Interaction {
 
 /// Streams the workload from [`WORKERS`] clients, one batch per call, each batch sent again
 /// (same event ids) until a call acknowledges it. Counts acknowledged batches in `acked`.
-async fn stream(addr: String, ids: Arc<Vec<String>>, acked: Arc<AtomicUsize>) -> usize {
-    let now = chrono::Utc::now().timestamp();
+async fn stream(addr: String, ids: Arc<Vec<String>>, now: i64, acked: Arc<AtomicUsize>) -> usize {
     let batches: Vec<Vec<cpb::Interaction>> = (0..INTERACTIONS)
         .map(|n| interaction(n, &ids, now))
         .collect::<Vec<_>>()
@@ -433,10 +432,11 @@ async fn drained(outboxes: &[(&str, DatabaseConnection)]) {
 }
 
 /// Contacts whose cached score (BatchGetScores) differs from a fresh fold of their ledger
-/// (ExplainScore), beyond the decay between the two reads.
-async fn mismatched_scores(addr: &str, ids: &[String]) -> Vec<String> {
+/// (ExplainScore), beyond the decay between the two reads; and every contact's band.
+async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, HashMap<String, String>) {
     let mut client = ScoringServiceClient::new(lazy_channel(addr));
     let mut mismatched = Vec::new();
+    let mut bands = HashMap::new();
     for chunk in ids.chunks(100) {
         let cached: HashMap<String, f64> = client
             .batch_get_scores(spb::BatchGetScoresRequest {
@@ -448,7 +448,10 @@ async fn mismatched_scores(addr: &str, ids: &[String]) -> Vec<String> {
             .into_inner()
             .scores
             .into_iter()
-            .map(|s| (s.contact_id, s.total))
+            .map(|s| {
+                bands.insert(s.contact_id.clone(), s.band);
+                (s.contact_id, s.total)
+            })
             .collect();
         for id in chunk {
             let fresh = client
@@ -467,6 +470,77 @@ async fn mismatched_scores(addr: &str, ids: &[String]) -> Vec<String> {
             }
         }
     }
+    (mismatched, bands)
+}
+
+/// Contacts whose stage at lifecycle differs from a replay of the default stage model's
+/// rules over their interactions in occurrence order. Scores only rise in this workload,
+/// so the final band stands for the band at every step: a rule it lets fire late would
+/// have fired no later in order.
+async fn mismatched_stages(
+    addr: &str,
+    workload: &[cpb::Interaction],
+    bands: &HashMap<String, String>,
+) -> Vec<String> {
+    use clm_lifecycle::domain::facts::{Activity, Facts};
+    use clm_lifecycle::domain::model::{CompiledModel, DEFAULT_MODEL_ID, default_spec};
+    use clm_proto::lifecycle::v1 as lpb;
+    use clm_proto::lifecycle::v1::lifecycle_service_client::LifecycleServiceClient;
+
+    let model = CompiledModel::new(DEFAULT_MODEL_ID, &default_spec());
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut by_contact: HashMap<&str, Vec<&cpb::Interaction>> = HashMap::new();
+    for interaction in workload {
+        by_contact
+            .entry(&interaction.contact_id)
+            .or_default()
+            .push(interaction);
+    }
+    let mut client = LifecycleServiceClient::new(lazy_channel(addr));
+    let mut mismatched = Vec::new();
+    let mut replayed: std::collections::BTreeMap<String, usize> = Default::default();
+    for (contact, mut events) in by_contact {
+        events.sort_by_key(|e| e.occurred_at.as_ref().map(|t| t.seconds));
+        let mut facts = Facts {
+            band: bands.get(contact).cloned().unwrap_or_default(),
+            ..Facts::default()
+        };
+        let mut stage = model.first_stage().to_owned();
+        for event in events {
+            facts.activities.push(Activity {
+                kind: event.r#type.clone(),
+                occurred_at: event
+                    .occurred_at
+                    .as_ref()
+                    .map_or(0, |t| t.seconds * 1_000_000),
+                amount_micros: event.value.as_ref().map_or(0, |v| v.amount_micros),
+            });
+            facts.event = Some(event.r#type.clone());
+            for _ in 0..model.spec.stages.len() {
+                facts.stage.clone_from(&stage);
+                let Some((to, _)) = model.next_stage(&stage, &facts, now) else {
+                    break;
+                };
+                stage = to.to_owned();
+            }
+        }
+        let stored = client
+            .get_contact_stage(lpb::GetContactStageRequest {
+                contact_id: contact.to_owned(),
+                model_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stage
+            .map(|s| s.stage)
+            .unwrap_or_default();
+        if stored != stage {
+            mismatched.push(format!("{contact}: stage {stored}, replay {stage}"));
+        }
+        *replayed.entry(stage).or_default() += 1;
+    }
+    eprintln!("stages by replay: {replayed:?}");
     mismatched
 }
 
@@ -478,7 +552,8 @@ backend_tests!(
         let ids = Arc::new(import_contacts(lazy_channel(&contacts_addr)).await);
 
         let acked = Arc::new(AtomicUsize::new(0));
-        let streaming = tokio::spawn(stream(contacts_addr, ids.clone(), acked.clone()));
+        let now = chrono::Utc::now().timestamp();
+        let streaming = tokio::spawn(stream(contacts_addr, ids.clone(), now, acked.clone()));
         let faults = [
             Fault::Kill(SCORING_SVC),
             Fault::Kill(LIFECYCLE_SVC),
@@ -509,6 +584,7 @@ backend_tests!(
             .await
             .expect("every batch acknowledged")
             .unwrap();
+        let started = Instant::now();
 
         let open = |service: &'static str| {
             let location = database.location();
@@ -524,6 +600,10 @@ backend_tests!(
             ("lifecycle", lifecycle.clone()),
         ])
         .await;
+        eprintln!(
+            "drained {:.1} s after the last acknowledgement",
+            started.elapsed().as_secs_f64()
+        );
 
         let acknowledged = acked.load(Ordering::SeqCst) * BATCH;
         let mut lost = 0;
@@ -538,7 +618,11 @@ backend_tests!(
             lost += INTERACTIONS.saturating_sub(distinct);
             duplicated += count - distinct;
         }
-        let mismatched = mismatched_scores(&suite.addrs["scoring"], &ids).await;
+        let (mut mismatched, bands) = mismatched_scores(&suite.addrs["scoring"], &ids).await;
+        let workload: Vec<_> = (0..INTERACTIONS)
+            .map(|n| interaction(n, &ids, now))
+            .collect();
+        mismatched.extend(mismatched_stages(&suite.addrs["lifecycle"], &workload, &bands).await);
         println!(
             "fault suite ({:?}): faults {injected:?}, client retries {retries}; \
              acknowledged {acknowledged}, lost {lost}, duplicated {duplicated}, \
