@@ -6,3 +6,4 @@ mod erasure;
 mod journey;
 mod mtls;
 mod scoring_flow;
+mod shutdown;
