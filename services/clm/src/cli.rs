@@ -262,6 +262,11 @@ pub(crate) struct ClientArgs {
     /// Its private key (PEM).
     #[arg(long, env = "CLM_TLS_KEY_FILE", requires = "tls_cert_file")]
     pub(crate) tls_key_file: Option<PathBuf>,
+    /// Seconds one call may take before the client gives up (also sent to the server as
+    /// the call's deadline). Reads are retried up to three times while a service is
+    /// unavailable or shedding load.
+    #[arg(long, env = "CLM_CALL_TIMEOUT_SECS", default_value_t = 30)]
+    pub(crate) call_timeout_secs: u64,
 }
 
 /// What `clm bench` measures.

@@ -4,6 +4,7 @@ mod contacts;
 mod interactions;
 mod lifecycle;
 mod report;
+mod retry;
 mod scoring;
 pub(crate) mod table;
 
@@ -28,6 +29,7 @@ use crate::run::BoxError;
 #[derive(Clone)]
 pub(crate) struct CallContext {
     tenant: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    deadline: std::time::Duration,
     authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
@@ -45,13 +47,18 @@ impl tonic::service::Interceptor for CallContext {
                 .insert("authorization", authorization.clone());
         }
         clm_telemetry::inject_context(request.metadata_mut());
+        // Sent as grpc-timeout: the server gives up when the caller has.
+        request.set_timeout(self.deadline);
         Ok(request)
     }
 }
 
-pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Channel, CallContext>>;
+/// A channel whose idempotent calls are retried while the server cannot take them.
+pub(crate) type Wire = retry::RetryIdempotent<Channel>;
 
-pub(crate) type Scoring = ScoringServiceClient<InterceptedService<Channel, CallContext>>;
+pub(crate) type Contacts = ContactsServiceClient<InterceptedService<Wire, CallContext>>;
+
+pub(crate) type Scoring = ScoringServiceClient<InterceptedService<Wire, CallContext>>;
 
 pub(crate) async fn channel(
     args: &ClientArgs,
@@ -78,8 +85,11 @@ pub(crate) async fn channel(
     } else {
         format!("{scheme}://{addr}")
     };
-    let mut endpoint =
-        Channel::from_shared(endpoint)?.connect_timeout(std::time::Duration::from_secs(5));
+    // The deadline bounds each call until its answer starts (a stream's messages may
+    // follow for as long as the server sends them).
+    let mut endpoint = Channel::from_shared(endpoint)?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(args.call_timeout_secs));
     if let Some(tls) = tls {
         endpoint = endpoint.tls_config(tls?)?;
     }
@@ -100,6 +110,7 @@ fn context(args: &ClientArgs) -> Result<CallContext, BoxError> {
     };
     Ok(CallContext {
         tenant: args.tenant.parse()?,
+        deadline: std::time::Duration::from_secs(args.call_timeout_secs),
         authorization,
     })
 }
@@ -108,7 +119,7 @@ fn context(args: &ClientArgs) -> Result<CallContext, BoxError> {
 pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
     let channel = channel(args, &args.contacts_addr, "contacts").await?;
     Ok(ContactsServiceClient::with_interceptor(
-        channel,
+        retry::RetryIdempotent::new(channel),
         context(args)?,
     ))
 }
@@ -117,29 +128,29 @@ pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxE
 pub(crate) async fn connect_scoring(args: &ClientArgs) -> Result<Scoring, BoxError> {
     let channel = channel(args, &args.scoring_addr, "scoring").await?;
     Ok(ScoringServiceClient::with_interceptor(
-        channel,
+        retry::RetryIdempotent::new(channel),
         context(args)?,
     ))
 }
 
-pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Channel, CallContext>>;
+pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Wire, CallContext>>;
 
 /// A client of the lifecycle service.
 pub(crate) async fn connect_lifecycle(args: &ClientArgs) -> Result<Lifecycle, BoxError> {
     let channel = channel(args, &args.lifecycle_addr, "lifecycle").await?;
     Ok(LifecycleServiceClient::with_interceptor(
-        channel,
+        retry::RetryIdempotent::new(channel),
         context(args)?,
     ))
 }
 
-pub(crate) type Analytics = AnalyticsServiceClient<InterceptedService<Channel, CallContext>>;
+pub(crate) type Analytics = AnalyticsServiceClient<InterceptedService<Wire, CallContext>>;
 
 /// A client of the analytics service.
 pub(crate) async fn connect_analytics(args: &ClientArgs) -> Result<Analytics, BoxError> {
     let channel = channel(args, &args.analytics_addr, "analytics").await?;
     Ok(AnalyticsServiceClient::with_interceptor(
-        channel,
+        retry::RetryIdempotent::new(channel),
         context(args)?,
     ))
 }
