@@ -431,12 +431,20 @@ async fn drained(outboxes: &[(&str, DatabaseConnection)]) {
     }
 }
 
+/// A fresh fold of each contact's ledger (ExplainScore): its total and band.
+type Fresh = HashMap<String, (f64, String)>;
+
+/// Whether two reads of a score agree, beyond the decay between them.
+fn agree(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-3 * b.abs().max(1.0)
+}
+
 /// Contacts whose cached score (BatchGetScores) differs from a fresh fold of their ledger
-/// (ExplainScore), beyond the decay between the two reads; and every contact's band.
-async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, HashMap<String, String>) {
+/// (ExplainScore); and the fresh scores.
+async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, Fresh) {
     let mut client = ScoringServiceClient::new(lazy_channel(addr));
     let mut mismatched = Vec::new();
-    let mut bands = HashMap::new();
+    let mut fresh = Fresh::new();
     for chunk in ids.chunks(100) {
         let cached: HashMap<String, f64> = client
             .batch_get_scores(spb::BatchGetScoresRequest {
@@ -448,13 +456,10 @@ async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, HashMap<
             .into_inner()
             .scores
             .into_iter()
-            .map(|s| {
-                bands.insert(s.contact_id.clone(), s.band);
-                (s.contact_id, s.total)
-            })
+            .map(|s| (s.contact_id, s.total))
             .collect();
         for id in chunk {
-            let fresh = client
+            let score = client
                 .explain_score(spb::ExplainScoreRequest {
                     contact_id: id.clone(),
                     model_id: String::new(),
@@ -463,14 +468,43 @@ async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, HashMap<
                 .unwrap()
                 .into_inner()
                 .score
-                .map_or(0.0, |s| s.total);
+                .unwrap_or_default();
             let cached = cached.get(id).copied().unwrap_or(0.0);
-            if (cached - fresh).abs() > 1e-3 * fresh.abs().max(1.0) {
-                mismatched.push(format!("{id}: cached {cached}, fresh {fresh}"));
+            if !agree(cached, score.total) {
+                mismatched.push(format!("{id}: cached {cached}, fresh {}", score.total));
             }
+            fresh.insert(id.clone(), (score.total, score.band));
         }
     }
-    (mismatched, bands)
+    (mismatched, fresh)
+}
+
+/// Contacts whose score stored in scoring's database differs from the fresh fold, or has
+/// no stored score.
+async fn mismatched_stored_scores(db: &DatabaseConnection, fresh: &Fresh) -> Vec<String> {
+    use clm_scoring::domain::fold::ScoreState;
+    let now = chrono::Utc::now().timestamp_micros();
+    let stored: HashMap<String, f64> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT contact_id, state FROM scores",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            let state: serde_json::Value = row.try_get_by_index(1).unwrap();
+            let state: ScoreState = serde_json::from_value(state).unwrap();
+            (row.try_get_by_index(0).unwrap(), state.at(now).0)
+        })
+        .collect();
+    fresh
+        .iter()
+        .filter_map(|(contact, (total, _))| match stored.get(contact) {
+            Some(kept) if agree(*kept, *total) => None,
+            kept => Some(format!("{contact}: stored {kept:?}, fresh {total}")),
+        })
+        .collect()
 }
 
 /// Contacts whose stage at lifecycle differs from a replay of the default stage model's
@@ -480,7 +514,7 @@ async fn mismatched_scores(addr: &str, ids: &[String]) -> (Vec<String>, HashMap<
 async fn mismatched_stages(
     addr: &str,
     workload: &[cpb::Interaction],
-    bands: &HashMap<String, String>,
+    fresh: &Fresh,
 ) -> Vec<String> {
     use clm_lifecycle::domain::facts::{Activity, Facts};
     use clm_lifecycle::domain::model::{CompiledModel, DEFAULT_MODEL_ID, default_spec};
@@ -502,7 +536,10 @@ async fn mismatched_stages(
     for (contact, mut events) in by_contact {
         events.sort_by_key(|e| e.occurred_at.as_ref().map(|t| t.seconds));
         let mut facts = Facts {
-            band: bands.get(contact).cloned().unwrap_or_default(),
+            band: fresh
+                .get(contact)
+                .map(|(_, band)| band.clone())
+                .unwrap_or_default(),
             ..Facts::default()
         };
         let mut stage = model.first_stage().to_owned();
@@ -618,11 +655,12 @@ backend_tests!(
             lost += INTERACTIONS.saturating_sub(distinct);
             duplicated += count - distinct;
         }
-        let (mut mismatched, bands) = mismatched_scores(&suite.addrs["scoring"], &ids).await;
+        let (mut mismatched, fresh) = mismatched_scores(&suite.addrs["scoring"], &ids).await;
+        mismatched.extend(mismatched_stored_scores(&scoring, &fresh).await);
         let workload: Vec<_> = (0..INTERACTIONS)
             .map(|n| interaction(n, &ids, now))
             .collect();
-        mismatched.extend(mismatched_stages(&suite.addrs["lifecycle"], &workload, &bands).await);
+        mismatched.extend(mismatched_stages(&suite.addrs["lifecycle"], &workload, &fresh).await);
         println!(
             "fault suite ({:?}): faults {injected:?}, client retries {retries}; \
              acknowledged {acknowledged}, lost {lost}, duplicated {duplicated}, \
