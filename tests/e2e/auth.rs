@@ -265,18 +265,14 @@ backend_tests!(
 
         // Tenant A: a contact with a purchase, scored and moved through the chain by the
         // relays' internal tokens; a scoring model and a segment of its own.
-        let contact = contacts
-            .create_contact(cpb::CreateContactRequest {
-                contact: Some(cpb::Contact {
-                    email: "ada@acme.example".into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .contact
-            .unwrap();
+        let contact = clm_e2e::create_contact(
+            &mut contacts,
+            cpb::Contact {
+                email: "ada@acme.example".into(),
+                ..Default::default()
+            },
+        )
+        .await;
         let id = contact.id.clone();
         contacts
             .record_interaction(cpb::RecordInteractionRequest {

@@ -95,21 +95,17 @@ backend_tests!(
         let email = format!("erase.{marker}@example.com");
         let first_name = format!("Eraseme{}", &marker[..10]);
         let last_name = format!("Forgotten{}", &marker[10..20]);
-        let contact = contacts
-            .create_contact(cpb::CreateContactRequest {
-                contact: Some(cpb::Contact {
-                    email: email.clone(),
-                    first_name: first_name.clone(),
-                    last_name: last_name.clone(),
-                    phone: "+4915112345678".into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .contact
-            .unwrap();
+        let contact = clm_e2e::create_contact(
+            &mut contacts,
+            cpb::Contact {
+                email: email.clone(),
+                first_name: first_name.clone(),
+                last_name: last_name.clone(),
+                phone: "+4915112345678".into(),
+                ..Default::default()
+            },
+        )
+        .await;
         let id = contact.id.clone();
         // A timeline that reaches every service: a purchase (scores, a stage, revenue), an
         // NPS answer, page views.

@@ -67,19 +67,15 @@ backend_tests!(a_journey_from_awareness_to_loyalty, |db| async move {
     let (contacts, _scoring, lifecycle) = start_chain(&db, &shutdown).await;
     let mut contacts = ContactsServiceClient::new(contacts);
     let lifecycle = LifecycleServiceClient::new(lifecycle);
-    let ada = contacts
-        .create_contact(cpb::CreateContactRequest {
-            contact: Some(cpb::Contact {
-                email: "ada@example.com".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap()
-        .id;
+    let ada = clm_e2e::create_contact(
+        &mut contacts,
+        cpb::Contact {
+            email: "ada@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .id;
     stage_becomes(&lifecycle, &ada, "awareness").await;
     record(&mut contacts, &ada, "w1", "webinar_attended", 60).await;
     stage_becomes(&lifecycle, &ada, "consideration").await;

@@ -92,18 +92,14 @@ backend_tests!(
 
         // The relays reach scoring over mutual TLS with the services' own certificate.
         let mut contacts = ContactsServiceClient::new(trusted.unwrap());
-        let contact = contacts
-            .create_contact(cpb::CreateContactRequest {
-                contact: Some(cpb::Contact {
-                    email: "tls@example.com".into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .contact
-            .unwrap();
+        let contact = clm_e2e::create_contact(
+            &mut contacts,
+            cpb::Contact {
+                email: "tls@example.com".into(),
+                ..Default::default()
+            },
+        )
+        .await;
         let now = chrono::Utc::now().timestamp();
         contacts
             .record_interaction(cpb::RecordInteractionRequest {

@@ -37,21 +37,17 @@ async fn create(
     email: &str,
     title: &str,
 ) -> String {
-    contacts
-        .create_contact(cpb::CreateContactRequest {
-            contact: Some(cpb::Contact {
-                email: email.into(),
-                job_title: title.into(),
-                company: "Acme".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .contact
-        .unwrap()
-        .id
+    clm_e2e::create_contact(
+        contacts,
+        cpb::Contact {
+            email: email.into(),
+            job_title: title.into(),
+            company: "Acme".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .id
 }
 
 backend_tests!(

@@ -38,19 +38,15 @@ backend_tests!(
         // No scoring listens there: the relay's failures do not concern this test.
         let channel = clm_e2e::start_contacts(&db, clm_e2e::free_addr(), &shutdown).await;
         let mut client = ContactsServiceClient::new(channel.clone());
-        let contact = client
-            .create_contact(pb::CreateContactRequest {
-                contact: Some(pb::Contact {
-                    email: "drain@example.com".into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .contact
-            .unwrap()
-            .id;
+        let contact = clm_e2e::create_contact(
+            &mut client,
+            pb::Contact {
+                email: "drain@example.com".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .id;
         let mut watch = HealthClient::new(channel.clone())
             .watch(HealthCheckRequest {
                 service: clm_contacts::SERVICE_NAME.into(),

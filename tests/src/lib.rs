@@ -218,3 +218,26 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Creates `contact` through `contacts` (any channel, intercepted or not) and returns it as
+/// stored, with its id.
+pub async fn create_contact<T>(
+    contacts: &mut clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient<T>,
+    contact: clm_proto::contacts::v1::Contact,
+) -> clm_proto::contacts::v1::Contact
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    contacts
+        .create_contact(clm_proto::contacts::v1::CreateContactRequest {
+            contact: Some(contact),
+        })
+        .await
+        .expect("the contact is created")
+        .into_inner()
+        .contact
+        .expect("a created contact comes back")
+}
