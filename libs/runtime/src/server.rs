@@ -72,15 +72,24 @@ pub async fn serve(
         crate::Error::new(crate::ErrorCode::Internal, format!("server: {e}"))
     };
     let (reporter, health) = tonic_health::server::health_reporter();
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(clm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health");
-    for name in service_names {
-        reflection = reflection.with_service_name(*name);
-    }
-    let reflection = reflection.build_v1().map_err(|e| internal(&e))?;
-    routes = routes.add_service(health).add_service(reflection);
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(clm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in service_names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    // Both versions: grpcurl and current clients ask v1, many others (grpcio-reflection,
+    // older tools) still ask v1alpha.
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| internal(&e))?;
+    let reflection = reflection().build_v1().map_err(|e| internal(&e))?;
+    routes = routes
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha);
 
     let layers = tower::ServiceBuilder::new()
         .layer(crate::metrics::RecordRpcs(admin.metrics))

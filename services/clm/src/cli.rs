@@ -31,6 +31,13 @@ pub(crate) enum Command {
     Migrate(StoreArgs),
     /// Show each outbox's backlog: undelivered events and the age of the oldest.
     Outbox(StoreArgs),
+    /// List the suite's gRPC services and methods, or write their descriptor set (for
+    /// gateways such as Envoy's gRPC-JSON transcoder, and tools such as grpcurl).
+    Describe {
+        /// Write the encoded FileDescriptorSet, imports included, to this file.
+        #[arg(long, value_name = "FILE")]
+        descriptor_set: Option<PathBuf>,
+    },
     /// Manage contacts in a running suite.
     #[command(subcommand)]
     Contacts(ContactsCommand),

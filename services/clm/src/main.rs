@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client;
 mod demo;
+mod describe;
 mod outboxes;
 mod run;
 

@@ -92,6 +92,9 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
         Command::Bench(args) => crate::bench::bench(args).await,
         Command::Migrate(store) => migrate(&store).await,
         Command::Outbox(store) => outbox(&store).await,
+        Command::Describe { descriptor_set } => {
+            crate::describe::describe(descriptor_set.as_deref())
+        }
         Command::Contacts(command) => crate::client::contacts(command).await,
         Command::Interactions(command) => crate::client::interactions(command).await,
         Command::Score(command) => crate::client::score(command).await,
