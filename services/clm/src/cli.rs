@@ -176,10 +176,14 @@ pub(crate) struct ServerArgs {
     /// Largest request message, in bytes.
     #[arg(long, env = "CLM_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub(crate) max_message_bytes: usize,
-    /// First port of the admin endpoints (/metrics, /healthz) on 127.0.0.1: contacts uses
+    /// First port of the admin endpoints (/metrics, /healthz): contacts uses
     /// it, scoring the next, then lifecycle and analytics; 0 picks free ports.
     #[arg(long, env = "CLM_ADMIN_BASE_PORT", default_value_t = 9451)]
     pub(crate) admin_base_port: u16,
+    /// Address the admin endpoints bind to (0.0.0.0 where a scraper or an HTTP probe must
+    /// reach them from outside, as in a Kubernetes pod).
+    #[arg(long, env = "CLM_ADMIN_HOST", default_value = "127.0.0.1")]
+    pub(crate) admin_host: std::net::IpAddr,
     /// Seconds in-flight requests may run on after SIGTERM or ctrl-c.
     #[arg(long, env = "CLM_GRACE_PERIOD_SECS", default_value_t = 10)]
     pub(crate) grace_period_secs: u64,

@@ -121,7 +121,7 @@ fn admin_addr(args: &ServerArgs, offset: u16) -> Option<SocketAddr> {
     } else {
         args.admin_base_port + offset
     };
-    Some(SocketAddr::from(([127, 0, 0, 1], port)))
+    Some(SocketAddr::new(args.admin_host, port))
 }
 
 /// The server options of service `subject` (e.g. `clm-contacts`); refuses a non-loopback
