@@ -1,11 +1,12 @@
-//! clm-cache: the score cache. One trait ([`CacheBackend`]) with a Redis implementation and
-//! an in-process one (moka) for the embedded default, behind [`ScoreCache`], which counts
+//! clm-cache: the score cache. One trait ([`CacheBackend`]) with implementations for Redis,
+//! Redis Cluster and an in-process one (moka) for the embedded default, behind [`ScoreCache`], which counts
 //! hits, misses and errors and turns every cache failure into a miss: a cache problem
 //! never fails a request, the database answers instead.
 #![forbid(unsafe_code)]
 
 mod memory;
 mod redis_backend;
+mod redis_cluster;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 pub use memory::MemoryBackend;
 pub use redis_backend::RedisBackend;
+pub use redis_cluster::RedisClusterBackend;
 
 /// A cache failure (never shown to callers).
 #[derive(Debug, thiserror::Error)]
@@ -114,14 +116,21 @@ impl ScoreCache {
         }
     }
 
-    /// Redis at `url` when given, else the in-process cache of `capacity` entries.
+    /// Redis at `url` when given (with `cluster`, a Redis Cluster found from the
+    /// comma-separated seed nodes of `url`), else the in-process cache of `capacity`
+    /// entries.
     pub fn from_url(
         url: Option<&str>,
+        cluster: bool,
         prefix: &str,
         ttl: Duration,
         capacity: u64,
     ) -> Result<Self, CacheError> {
         let backend: Arc<dyn CacheBackend> = match url {
+            Some(url) if cluster => {
+                let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
+                Arc::new(RedisClusterBackend::connect_lazy(&nodes)?)
+            }
             Some(url) => Arc::new(RedisBackend::connect_lazy(url)?),
             None => Arc::new(MemoryBackend::new(capacity)),
         };

@@ -13,12 +13,12 @@ pub struct RedisBackend {
     connection: ConnectionManager,
 }
 
-fn error(e: redis::RedisError) -> CacheError {
+pub(crate) fn error(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
 
 /// The span of one Redis round trip (one command, or one pipeline of them).
-fn redis_span(operation: &'static str, keys: usize) -> tracing::Span {
+pub(crate) fn redis_span(operation: &'static str, keys: usize) -> tracing::Span {
     tracing::info_span!(
         "redis",
         otel.kind = "client",
@@ -32,7 +32,7 @@ fn redis_span(operation: &'static str, keys: usize) -> tracing::Span {
 }
 
 /// Runs `call` inside `span`, marking the span failed when it fails.
-async fn traced<T>(
+pub(crate) async fn traced<T>(
     span: tracing::Span,
     call: impl Future<Output = Result<T, CacheError>>,
 ) -> Result<T, CacheError> {

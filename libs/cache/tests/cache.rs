@@ -1,10 +1,13 @@
-//! The score cache on the in-process backend and on Redis (with `CLM_TEST_REDIS_URL`).
+//! The score cache on the in-process backend, and on Redis and on a three-node Redis Cluster
+//! (with `CLM_TEST_REDIS_URL`).
 #![allow(unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use clm_cache::{CacheBackend, MemoryBackend, RedisBackend, ScoreCache, ScoreKey};
+use clm_cache::{
+    CacheBackend, MemoryBackend, RedisBackend, RedisClusterBackend, ScoreCache, ScoreKey,
+};
 use clm_testkit::{test_redis_url, unique_prefix};
 
 fn key(contact: &str) -> ScoreKey {
@@ -15,7 +18,7 @@ fn key(contact: &str) -> ScoreKey {
     }
 }
 
-/// Runs `body` on the memory backend and, when configured, on Redis.
+/// Runs `body` on the memory backend and, when configured, on Redis and a Redis Cluster.
 macro_rules! cache_tests {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -32,6 +35,17 @@ macro_rules! cache_tests {
                 if let Some(url) = test_redis_url().await {
                     let backend: Arc<dyn CacheBackend> =
                         Arc::new(RedisBackend::connect_lazy(&url).unwrap());
+                    ($body)(backend).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                if let Some(cluster) = clm_testkit::RedisCluster::start().await {
+                    let urls = cluster.urls();
+                    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+                    let backend: Arc<dyn CacheBackend> =
+                        Arc::new(RedisClusterBackend::connect_lazy(&nodes).unwrap());
                     ($body)(backend).await;
                 }
             }
@@ -102,4 +116,15 @@ async fn a_dead_redis_reads_as_misses_and_is_counted() {
     let stats = cache.stats();
     assert_eq!(stats.errors, 3);
     assert_eq!((stats.hits, stats.misses), (0, 2));
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_reads_as_misses_and_is_counted() {
+    let backend: Arc<dyn CacheBackend> =
+        Arc::new(RedisClusterBackend::connect_lazy(&["redis://127.0.0.1:1"]).unwrap());
+    let cache = ScoreCache::new(backend, "clmtest-dead-cluster", Duration::from_secs(60));
+    cache.put_many(vec![(key("a"), b"v".to_vec())]).await;
+    assert_eq!(cache.get_many(&[key("a")]).await, vec![None]);
+    cache.delete_many(&[key("a")]).await;
+    assert_eq!(cache.stats().errors, 3);
 }

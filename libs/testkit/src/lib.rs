@@ -183,6 +183,105 @@ pub async fn test_redis_url() -> Option<String> {
     Some(url)
 }
 
+/// A three-node Redis Cluster of the test's own: the machine's `redis-server` on free
+/// loopback ports, joined with `redis-cli --cluster create`, stopped when dropped. Starts
+/// only where the Redis variants run (`CLM_TEST_REDIS_URL` set); then a missing
+/// `redis-server` or a cluster that does not form fails the test.
+pub struct RedisCluster {
+    nodes: Vec<(u16, std::process::Child)>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the cluster and waits until every node reports `cluster_state:ok`.
+    pub async fn start() -> Option<Self> {
+        use std::process::{Command, Stdio};
+        test_redis_url().await?;
+        let dir =
+            std::env::temp_dir().join(format!("clm-cluster-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster's node files");
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server starts (the Redis Cluster tests need it)");
+            cluster.nodes.push((port, child));
+        }
+        for (port, _) in &cluster.nodes {
+            cluster.wait_for(*port, "PING", "PONG").await;
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for (port, _) in &cluster.nodes {
+            cluster
+                .wait_for(*port, "CLUSTER INFO", "cluster_state:ok")
+                .await;
+        }
+        Some(cluster)
+    }
+
+    async fn wait_for(&self, port: u16, command: &str, expected: &str) {
+        for _ in 0..200 {
+            let output = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string()])
+                .args(command.split(' '))
+                .output()
+                .expect("redis-cli runs");
+            if String::from_utf8_lossy(&output.stdout).contains(expected) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("redis node {port} never answered {command} with {expected}");
+    }
+
+    /// The nodes' URLs (`redis://127.0.0.1:PORT`).
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|(port, _)| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A key prefix no other test uses, so tests share one Redis without touching each
 /// other's keys.
 pub fn unique_prefix() -> String {

@@ -164,6 +164,9 @@ pub(crate) struct ServerArgs {
     /// Redis for the score cache (the in-process cache when unset).
     #[arg(long, env = "CLM_REDIS_URL")]
     pub(crate) redis_url: Option<String>,
+    /// The Redis is a Redis Cluster: CLM_REDIS_URL lists seed nodes, comma-separated.
+    #[arg(long, env = "CLM_REDIS_CLUSTER")]
+    pub(crate) redis_cluster: bool,
     /// Prefix of the score cache's Redis keys, so suites can share one Redis.
     #[arg(long, env = "CLM_CACHE_PREFIX", default_value = "clm")]
     pub(crate) cache_prefix: String,

@@ -44,6 +44,8 @@ pub struct Config {
     pub migrate: bool,
     /// Redis for the score cache; the in-process cache without it.
     pub redis_url: Option<String>,
+    /// `redis_url` lists seed nodes of a Redis Cluster, comma-separated.
+    pub redis_cluster: bool,
     /// Prefix of cache keys (`clm` in production; tests use their own).
     pub cache_prefix: String,
     /// How long a cached score lives.
@@ -84,6 +86,7 @@ impl Config {
             database_url: None,
             migrate: true,
             redis_url: None,
+            redis_cluster: false,
             cache_prefix: "clm".into(),
             cache_ttl: Duration::from_secs(3600),
             page_token_secret: None,
@@ -144,6 +147,7 @@ impl Application {
         }
         let cache = ScoreCache::from_url(
             config.redis_url.as_deref(),
+            config.redis_cluster,
             &config.cache_prefix,
             config.cache_ttl,
             1_000_000,
