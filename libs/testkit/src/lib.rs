@@ -34,8 +34,6 @@ impl TestDatabase {
     /// A fresh database of `backend`, or `None` for PostgreSQL when `CLM_TEST_DATABASE_URL`
     /// is not set. Panics when the server is configured but cannot be reached.
     pub async fn new(backend: Backend) -> Option<Self> {
-        let dir = std::env::temp_dir().join(format!("clm-test-{}", uuid::Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).expect("create a temporary data directory");
         let postgres = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {
@@ -58,6 +56,9 @@ impl TestDatabase {
                 Some((server, name, url))
             }
         };
+        // Made only once the database exists: a variant that does not run leaves nothing.
+        let dir = std::env::temp_dir().join(format!("clm-test-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).expect("create a temporary data directory");
         Some(Self {
             backend,
             dir,
