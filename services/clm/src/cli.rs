@@ -212,6 +212,10 @@ pub(crate) struct UpArgs {
     /// "default".
     #[arg(long)]
     pub(crate) demo: bool,
+    /// Where the dashboard page is served (funnel, stages, cohorts and RFM of a tenant,
+    /// drawn from analytics through gRPC-Web).
+    #[arg(long, env = "CLM_DASHBOARD_ADDR", default_value = "127.0.0.1:9450")]
+    pub(crate) dashboard_addr: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

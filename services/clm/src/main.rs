@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod client;
+mod dashboard;
 mod demo;
 mod describe;
 mod outboxes;

@@ -12,7 +12,7 @@ use crate::cli::{Cli, Command, ServerArgs, Service, StoreArgs, TokenCommand};
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A service that is bound and ready, waiting to be run until shutdown.
-type Ready = Pin<Box<dyn Future<Output = Result<(), clm_runtime::Error>> + Send>>;
+pub(crate) type Ready = Pin<Box<dyn Future<Output = Result<(), clm_runtime::Error>> + Send>>;
 
 pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
@@ -22,6 +22,9 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
             let shutdown = Shutdown::new();
             // Downstream first, so each relay finds its receiver at once.
             let analytics = analytics_app(&args.server, args.analytics_addr, &shutdown).await?;
+            let dashboard =
+                crate::dashboard::bind(args.dashboard_addr, args.analytics_addr, shutdown.clone())
+                    .await?;
             let lifecycle = lifecycle_app(
                 &args.server,
                 args.lifecycle_addr,
@@ -55,7 +58,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<(), BoxError> {
                 });
             }
             run_services(
-                vec![analytics, lifecycle, scoring, contacts],
+                vec![analytics, lifecycle, scoring, contacts, dashboard],
                 shutdown,
                 started,
             )
