@@ -86,6 +86,7 @@ async fn start(database: TestDatabase) -> (Suite, Duration) {
             .env("CLM_LIFECYCLE_ADDR", &addrs[2])
             .env("CLM_ANALYTICS_ADDR", &addrs[3])
             .env("CLM_ADMIN_BASE_PORT", "0")
+            .env("CLM_DASHBOARD_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).expect("a log file"));
