@@ -17,6 +17,27 @@ pub(crate) fn error(e: redis::RedisError) -> CacheError {
     CacheError(e.to_string())
 }
 
+/// `MGET keys`.
+pub(crate) fn mget(keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("MGET");
+    cmd.arg(keys);
+    cmd
+}
+
+/// `DEL keys`.
+pub(crate) fn del(keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("DEL");
+    cmd.arg(keys);
+    cmd
+}
+
+/// `SET key value EX seconds`.
+pub(crate) fn set_ex(key: &str, value: &[u8], seconds: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value).arg("EX").arg(seconds);
+    cmd
+}
+
 /// The span of one Redis round trip (one command, or one pipeline of them).
 pub(crate) fn redis_span(operation: &'static str, keys: usize) -> tracing::Span {
     tracing::info_span!(
@@ -67,13 +88,7 @@ impl CacheBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let mut connection = self.connection.clone();
-        let call = async {
-            redis::cmd("MGET")
-                .arg(keys)
-                .query_async(&mut connection)
-                .await
-                .map_err(error)
-        };
+        let call = async { mget(keys).query_async(&mut connection).await.map_err(error) };
         traced(redis_span("MGET", keys.len()), call).await
     }
 
@@ -85,12 +100,7 @@ impl CacheBackend for RedisBackend {
         let mut pipe = redis::pipe();
         let seconds = ttl.as_secs().max(1);
         for (key, value) in entries {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("EX")
-                .arg(seconds)
-                .ignore();
+            pipe.add_command(set_ex(key, value, seconds)).ignore();
         }
         let mut connection = self.connection.clone();
         let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
@@ -100,8 +110,7 @@ impl CacheBackend for RedisBackend {
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
         let call = async {
-            redis::cmd("DEL")
-                .arg(keys)
+            del(keys)
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(error)

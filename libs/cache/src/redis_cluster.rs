@@ -6,7 +6,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
-use crate::redis_backend::{error, redis_span, traced};
+use crate::redis_backend::{del, error, mget, redis_span, set_ex, traced};
 use crate::{CacheBackend, CacheError};
 
 /// A Redis Cluster, found from one or more seed nodes. The connection is made on first use
@@ -51,11 +51,7 @@ impl CacheBackend for RedisClusterBackend {
         }
         let call = async {
             let mut connection = self.connection().await?;
-            redis::cmd("MGET")
-                .arg(keys)
-                .query_async(&mut connection)
-                .await
-                .map_err(error)
+            mget(keys).query_async(&mut connection).await.map_err(error)
         };
         traced(redis_span("MGET", keys.len()), call).await
     }
@@ -71,11 +67,7 @@ impl CacheBackend for RedisClusterBackend {
             let sets = entries.iter().map(|(key, value)| {
                 let mut connection = connection.clone();
                 async move {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("EX")
-                        .arg(seconds)
+                    set_ex(key, value, seconds)
                         .query_async::<()>(&mut connection)
                         .await
                 }
@@ -94,8 +86,7 @@ impl CacheBackend for RedisClusterBackend {
         }
         let call = async {
             let mut connection = self.connection().await?;
-            redis::cmd("DEL")
-                .arg(keys)
+            del(keys)
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(error)

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::run::BoxError;
 
 /// Attempts of one idempotent call, the first included.
 const ATTEMPTS: u32 = 4;

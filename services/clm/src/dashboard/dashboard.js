@@ -146,9 +146,17 @@ function bar(share) {
   return el("div", { class: "bar" }, el("span", { style: `width:${Math.max(0, Math.min(1, share)) * 100}%` }));
 }
 
-function show(id, ...nodes) {
-  document.getElementById(id).replaceChildren(...nodes);
+// Fills the element `id` with a table: a row of `headers`, then `rows`, lists of cells.
+function table(id, headers, rows) {
+  document.getElementById(id).replaceChildren(el("table", {},
+    el("tr", {}, ...headers.map((h) => el("th", {}, h))),
+    ...rows.map((cells) => el("tr", {}, ...cells))));
 }
+
+const cell = (text) => el("td", {}, text);
+// A number the browser test reads back by `testid`.
+const count = (testid, value) => el("td", { class: "n", "data-testid": testid }, fmt.format(value));
+const share = (value) => el("td", { class: "n" }, pct(value));
 
 async function funnel() {
   const request = [
@@ -162,25 +170,18 @@ async function funnel() {
     contacts: read.int(s, 2),
     overall: read.double(s, 3),
   }));
-  show("funnel", el("table", {},
-    el("tr", {}, el("th", {}, "step"), el("th", {}, "contacts"), el("th", {}, "of the first"), el("th")),
-    ...steps.map((s) => el("tr", {},
-      el("td", {}, s.step),
-      el("td", { class: "n", "data-testid": `funnel-${s.step}` }, fmt.format(s.contacts)),
-      el("td", { class: "n" }, pct(s.overall)),
-      el("td", {}, bar(s.overall))))));
+  table("funnel", ["step", "contacts", "of the first", ""], steps.map((s) => [
+    cell(s.step), count(`funnel-${s.step}`, s.contacts), share(s.overall), cell(bar(s.overall)),
+  ]));
 }
 
 async function stages() {
   const reply = await call("GetStageMetrics", new Uint8Array());
   const rows = read.messages(reply, 1).map((s) => ({ stage: read.string(s, 1), contacts: read.int(s, 2) }));
   const most = Math.max(1, ...rows.map((r) => r.contacts));
-  show("stages", el("table", {},
-    el("tr", {}, el("th", {}, "stage"), el("th", {}, "contacts"), el("th")),
-    ...rows.map((r) => el("tr", {},
-      el("td", {}, r.stage),
-      el("td", { class: "n", "data-testid": `stage-${r.stage}` }, fmt.format(r.contacts)),
-      el("td", {}, bar(r.contacts / most))))));
+  table("stages", ["stage", "contacts", ""], rows.map((r) => [
+    cell(r.stage), count(`stage-${r.stage}`, r.contacts), cell(bar(r.contacts / most)),
+  ]));
 }
 
 async function cohorts() {
@@ -192,17 +193,16 @@ async function cohorts() {
     shares: read.doubles(c, 4),
   }));
   const width = Math.max(0, ...rows.map((r) => r.shares.length));
-  show("cohorts", el("table", {},
-    el("tr", {}, el("th", {}, "cohort"), el("th", {}, "size"),
-      ...Array.from({ length: width }, (_, k) => el("th", {}, `+${k}`))),
-    ...rows.map((r, i) => el("tr", {},
-      el("td", {}, new Date(r.start * 1000).toISOString().slice(0, 7)),
-      el("td", { class: "n", "data-testid": `cohort-${i}-size` }, fmt.format(r.size)),
-      ...r.shares.map((s, k) => el("td", {
-        class: "n heat",
-        style: `background: rgba(37, 99, 235, ${s.toFixed(3)}); color: ${s > 0.5 ? "#fff" : "inherit"}`,
-        "data-testid": `cohort-${i}-${k}`,
-      }, pct(s)))))));
+  const periods = Array.from({ length: width }, (_, k) => `+${k}`);
+  table("cohorts", ["cohort", "size", ...periods], rows.map((r, i) => [
+    cell(new Date(r.start * 1000).toISOString().slice(0, 7)),
+    count(`cohort-${i}-size`, r.size),
+    ...r.shares.map((s, k) => el("td", {
+      class: "n heat",
+      style: `background: rgba(37, 99, 235, ${s.toFixed(3)}); color: ${s > 0.5 ? "#fff" : "inherit"}`,
+      "data-testid": `cohort-${i}-${k}`,
+    }, pct(s))),
+  ]));
 }
 
 async function rfm() {
@@ -212,13 +212,9 @@ async function rfm() {
     customers: read.int(s, 2),
     share: read.double(s, 3),
   }));
-  show("rfm", el("table", {},
-    el("tr", {}, el("th", {}, "segment"), el("th", {}, "customers"), el("th", {}, "share"), el("th")),
-    ...rows.map((r) => el("tr", {},
-      el("td", {}, r.name),
-      el("td", { class: "n", "data-testid": `rfm-${r.name}` }, fmt.format(r.customers)),
-      el("td", { class: "n" }, pct(r.share)),
-      el("td", {}, bar(r.share))))));
+  table("rfm", ["segment", "customers", "share", ""], rows.map((r) => [
+    cell(r.name), count(`rfm-${r.name}`, r.customers), share(r.share), cell(bar(r.share)),
+  ]));
 }
 
 async function load() {
