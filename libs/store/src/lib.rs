@@ -61,6 +61,9 @@ pub async fn connect(
     }
 }
 
+/// Rows SQLite's driver thread may read ahead of the caller.
+const ROW_BUFFER: usize = 4096;
+
 async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
     let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
     options
@@ -75,6 +78,10 @@ async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // The driver's thread hands rows to the caller through a bounded channel;
+                // with its default of 50 a report reading 100,000 rows switches threads
+                // thousands of times.
+                .row_buffer_size(ROW_BUFFER)
         });
     Ok(Database::connect(options).await?)
 }
