@@ -7,7 +7,7 @@ use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use clm_proto::common::v1 as common;
 use clm_runtime::{Error, FieldViolation, tenant};
 
-use crate::domain::clv::{BgNbd, GammaGamma, Summary, discounted_value};
+use crate::domain::clv::{BgNbd, GammaGamma, Summary, discounted_purchases};
 use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
 use crate::domain::{Clock, DAY, acquisition, activity, cohorts, funnel, nps, rfm, stages};
@@ -286,12 +286,42 @@ impl AnalyticsService for AnalyticsApi {
             request.as_of.as_ref(),
             (self.clock)(),
         )?;
-        let stays = self
-            .store
-            .stays(&tenant, STAGE_MODEL, as_of)
-            .await
-            .map_err(|e| internal(&e))?;
-        let (rows, matrix) = stages::stage_metrics(&stays, (start, end), as_of);
+        let everything = request
+            .range
+            .as_ref()
+            .is_none_or(|r| r.start_time.is_none() && r.end_time.is_none());
+        let rollup = if everything {
+            self.store
+                .stage_rollup(&tenant, STAGE_MODEL, as_of)
+                .await
+                .map_err(|e| internal(&e))?
+        } else {
+            None
+        };
+        let (rows, matrix) = match rollup {
+            Some((totals, matrix)) => (
+                totals
+                    .into_iter()
+                    .map(|t| stages::StageRow {
+                        stage: t.stage,
+                        contacts: t.current,
+                        entries: t.entries,
+                        exits: t.exits,
+                        median_time: t.median,
+                    })
+                    .collect(),
+                matrix,
+            ),
+            // A range, or transitions after as_of: read them.
+            None => {
+                let stays = self
+                    .store
+                    .stays(&tenant, STAGE_MODEL, as_of)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                stages::stage_metrics(&stays, (start, end), as_of)
+            }
+        };
         Ok(Response::new(pb::GetStageMetricsResponse {
             stages: rows
                 .into_iter()
@@ -567,16 +597,25 @@ impl AnalyticsService for AnalyticsApi {
         let gg = (repeaters.len() >= 10).then(|| GammaGamma::fit(&repeaters));
         let population_value = gg.map_or(order_value as f64 / 1e6, |g| g.p * g.gamma / (g.q - 1.0));
         let units_per_year = 365.25 / unit_days;
-        let value_of = |(s, m): &(Summary, f64)| {
+        // What the purchase model says of a summary, computed once per distinct summary
+        // (the series behind it are the cost): (expected orders, P(alive), discounted orders).
+        let mut predicted: std::collections::HashMap<(u32, u64, u64), (f64, f64, f64)> =
+            std::collections::HashMap::new();
+        let mut value_of = |(s, m): &(Summary, f64)| {
             let value = match gg {
                 Some(g) if s.x > 0 && *m > 0.0 => g.expected_value(s.x, *m),
                 _ => population_value,
             };
-            (
-                bgnbd.expected_purchases(s, f64::from(horizon)),
-                bgnbd.p_alive(s),
-                discounted_value(&bgnbd, s, value, horizon as u32, units_per_year, rate),
-            )
+            let (orders, alive, discounted) = *predicted
+                .entry((s.x, s.t_x.to_bits(), s.t.to_bits()))
+                .or_insert_with(|| {
+                    (
+                        bgnbd.expected_purchases(s, f64::from(horizon)),
+                        bgnbd.p_alive(s),
+                        discounted_purchases(&bgnbd, s, horizon as u32, units_per_year, rate),
+                    )
+                });
+            (orders, alive, discounted * value)
         };
         let (scope, historic) = if r.contact_id.is_empty() {
             (
@@ -598,7 +637,7 @@ impl AnalyticsService for AnalyticsApi {
                 customer.revenue_micros,
             )
         };
-        let values: Vec<(f64, f64, f64)> = scope.iter().map(value_of).collect();
+        let values: Vec<(f64, f64, f64)> = scope.iter().map(&mut value_of).collect();
         let n = values.len().max(1) as f64;
         let mean = |f: fn(&(f64, f64, f64)) -> f64| values.iter().map(f).sum::<f64>() / n;
         Ok(Response::new(pb::GetCustomerValueResponse {
@@ -709,7 +748,7 @@ impl AnalyticsService for AnalyticsApi {
             .map_err(|e| internal(&e))?;
         let touch = self
             .store
-            .first_touch(&tenant)
+            .first_touch(&tenant, &currency)
             .await
             .map_err(|e| internal(&e))?;
         let keyed: Vec<_> = customers

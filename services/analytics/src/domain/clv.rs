@@ -29,6 +29,23 @@ pub struct BgNbd {
     pub b: f64,
 }
 
+/// Identical summaries counted once with their number, in a deterministic order (so the
+/// likelihood sums the same way every time).
+fn weighted(data: &[Summary]) -> Vec<(Summary, f64)> {
+    let mut sorted: Vec<Summary> = data.to_vec();
+    sorted.sort_by(|p, q| {
+        (p.x, p.t_x.to_bits(), p.t.to_bits()).cmp(&(q.x, q.t_x.to_bits(), q.t.to_bits()))
+    });
+    let mut groups: Vec<(Summary, f64)> = Vec::new();
+    for s in sorted {
+        match groups.last_mut() {
+            Some((last, w)) if *last == s => *w += 1.0,
+            _ => groups.push((s, 1.0)),
+        }
+    }
+    groups
+}
+
 fn log_sum_exp(a: f64, b: f64) -> f64 {
     let m = a.max(b);
     m + ((a - m).exp() + (b - m).exp()).ln()
@@ -54,18 +71,58 @@ impl BgNbd {
         a1 + a2 + log_sum_exp(a3, a4)
     }
 
+    /// The log-likelihood of `s` with the terms that depend only on its x taken from
+    /// `terms` (see [`BgNbd::count_terms`]); equal to [`BgNbd::log_likelihood`].
+    fn log_likelihood_with(&self, terms: &[(f64, f64)], s: &Summary) -> f64 {
+        let Self { r, alpha, a, b } = *self;
+        let x = f64::from(s.x);
+        let (a1, a2) = terms[s.x as usize];
+        let a3 = -(r + x) * (alpha + s.t).ln();
+        if s.x == 0 {
+            return a1 + a2 + a3;
+        }
+        let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + s.t_x).ln();
+        a1 + a2 + log_sum_exp(a3, a4)
+    }
+
+    /// For each x up to `max_x`: r ln(alpha) + sum ln(r + i), and sum ln(b + i) - ln(a + b + i)
+    /// over i < x, the parts of the likelihood every customer with x repeat orders shares.
+    fn count_terms(&self, max_x: u32) -> Vec<(f64, f64)> {
+        let Self { r, alpha, a, b } = *self;
+        let mut terms = Vec::with_capacity(max_x as usize + 1);
+        let (mut a1, mut a2) = (r * alpha.ln(), 0.0);
+        for i in 0..=max_x {
+            terms.push((a1, a2));
+            let i = f64::from(i);
+            a1 += (r + i).ln();
+            a2 += (b + i).ln() - (a + b + i).ln();
+        }
+        terms
+    }
+
     /// Fits the parameters to `data` by maximum likelihood (over their logarithms, so they
-    /// stay positive). Deterministic: a fixed start and a deterministic simplex.
+    /// stay positive). Deterministic: a fixed start and a deterministic simplex. Customers
+    /// with the same summary are one weighted term of the likelihood: most have no repeat
+    /// order and differ only in when they first ordered.
     pub fn fit(data: &[Summary]) -> Self {
         let n = data.len().max(1) as f64;
+        let groups = weighted(data);
+        let max_x = data.iter().map(|s| s.x).max().unwrap_or(0);
         let from = |p: &[f64]| Self {
             r: p[0].exp(),
             alpha: p[1].exp(),
             a: p[2].exp(),
             b: p[3].exp(),
         };
-        let objective =
-            |p: &[f64]| -data.iter().map(|s| from(p).log_likelihood(s)).sum::<f64>() / n;
+        let objective = |p: &[f64]| {
+            let model = from(p);
+            let terms = model.count_terms(max_x);
+            -groups
+                .iter()
+                .map(|(s, w)| w * model.log_likelihood_with(&terms, s))
+                .sum::<f64>()
+                / n
+        };
         let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0, 0.0], 4000);
         // A restart from the optimum refines a simplex that collapsed early.
         best = nelder_mead(objective, &best, 4000);
@@ -124,20 +181,37 @@ impl GammaGamma {
             - (p * x + q) * (gamma + m * x).ln()
     }
 
-    /// Fits to (orders, mean order value) pairs by maximum likelihood.
+    /// Fits to (orders, mean order value) pairs by maximum likelihood. The gamma-function
+    /// terms depend only on the number of orders, so they are computed once per number.
     pub fn fit(data: &[(u32, f64)]) -> Self {
         let n = data.len().max(1) as f64;
+        let mut counts: std::collections::BTreeMap<u32, f64> = std::collections::BTreeMap::new();
+        for (x, _) in data {
+            *counts.entry(*x).or_default() += 1.0;
+        }
         let from = |v: &[f64]| Self {
             p: v[0].exp(),
             q: v[1].exp(),
             gamma: v[2].exp(),
         };
         let objective = |v: &[f64]| {
-            -data
+            let Self { p, q, gamma } = from(v);
+            let shared: f64 = counts
                 .iter()
-                .map(|(x, m)| from(v).log_likelihood(*x, *m))
+                .map(|(x, count)| {
+                    let x = f64::from(*x);
+                    count * (ln_gamma(p * x + q) - ln_gamma(p * x))
+                })
                 .sum::<f64>()
-                / n
+                + n * (q * gamma.ln() - ln_gamma(q));
+            let own: f64 = data
+                .iter()
+                .map(|(x, m)| {
+                    let x = f64::from(*x);
+                    (p * x - 1.0) * m.ln() + p * x * x.ln() - (p * x + q) * (gamma + m * x).ln()
+                })
+                .sum();
+            -(shared + own) / n
         };
         let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0], 4000);
         best = nelder_mead(objective, &best, 4000);
@@ -151,12 +225,12 @@ impl GammaGamma {
     }
 }
 
-/// Discounted value over `horizon` units: each unit's expected orders times the expected
-/// order value, discounted at `yearly_rate` with `units_per_year` units a year.
-pub fn discounted_value(
+/// Discounted expected orders over `horizon` units: each unit's expected orders,
+/// discounted at `yearly_rate` with `units_per_year` units a year. Times the expected order
+/// value, the customer's discounted value.
+pub fn discounted_purchases(
     model: &BgNbd,
     s: &Summary,
-    order_value: f64,
     horizon: u32,
     units_per_year: f64,
     yearly_rate: f64,
@@ -166,7 +240,7 @@ pub fn discounted_value(
     for k in 1..=horizon {
         let cumulative = model.expected_purchases(s, f64::from(k));
         let years = f64::from(k) / units_per_year;
-        total += (cumulative - previous) * order_value / (1.0 + yearly_rate).powf(years);
+        total += (cumulative - previous) / (1.0 + yearly_rate).powf(years);
         previous = cumulative;
     }
     total
@@ -239,6 +313,41 @@ mod tests {
                 }) > fitted.p_alive(&s)
         );
         assert!(fitted.expected_purchases(&s, 52.0) > fitted.expected_purchases(&s, 26.0));
+    }
+
+    #[test]
+    fn the_shared_terms_give_the_plain_likelihood() {
+        let model = BgNbd {
+            r: 0.8,
+            alpha: 4.0,
+            a: 0.7,
+            b: 2.5,
+        };
+        let terms = model.count_terms(5);
+        for s in [
+            Summary {
+                x: 0,
+                t_x: 0.0,
+                t: 30.0,
+            },
+            Summary {
+                x: 5,
+                t_x: 12.5,
+                t: 40.0,
+            },
+        ] {
+            let (plain, shared) = (
+                model.log_likelihood(&s),
+                model.log_likelihood_with(&terms, &s),
+            );
+            assert!((plain - shared).abs() < 1e-12, "{plain} against {shared}");
+        }
+        let same = Summary {
+            x: 1,
+            t_x: 2.0,
+            t: 9.0,
+        };
+        assert_eq!(weighted(&[same, same]), vec![(same, 2.0)]);
     }
 
     #[test]

@@ -77,6 +77,7 @@ mod tests {
             from_stage: from.into(),
             entered_at: entered * DAY,
             exited_at: exited.map(|d| d * DAY),
+            event_id: format!("{contact}{entered}"),
         }
     }
 

@@ -150,3 +150,102 @@ pub mod spend {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Stage rollup: per stage of a model, the contacts in it now, entries and exits.
+pub mod stage_total {
+    use sea_orm::entity::prelude::*;
+
+    /// A `stage_totals` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "stage_totals")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub model_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub stage: String,
+        pub current: i64,
+        pub entries: i64,
+        pub exits: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Stage rollup: moves from one stage to another, counted.
+pub mod stage_move {
+    use sea_orm::entity::prelude::*;
+
+    /// A `stage_moves` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "stage_moves")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub model_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub from_stage: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub to_stage: String,
+        pub transitions: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Stage rollup: every ended stay's duration, keyed so that a stage's median is read
+/// from the key's order (the stay is named by the transition that began it).
+pub mod ended_stay {
+    use sea_orm::entity::prelude::*;
+
+    /// A `ended_stays` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ended_stays")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub model_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub stage: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub duration: i64,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Stage rollup: the stage models a tenant has transitions of, with the latest
+/// transition's instant (the rollups hold everything up to it).
+pub mod stage_mark {
+    use sea_orm::entity::prelude::*;
+
+    /// A `stage_marks` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "stage_marks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub model_id: String,
+        pub latest_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,14 +1,14 @@
 //! Ingestion: contact events and transitions, each applied once, keeping the orders
 //! rollup current.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TryInsertResult};
 
 use super::entities::{applied_event, contact, fact, order, transition};
-use super::{Store, day_of};
+use super::{Store, day_of, stage_rollup};
 
 /// A contact event as analytics keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,9 +189,13 @@ impl Store {
         let txn = clm_store::begin_write(&self.db).await?;
         let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let new = Self::fresh(&txn, tenant, &ids, now).await?;
-        let rows: Vec<transition::ActiveModel> = events
+        let new_events: Vec<_> = events
             .into_iter()
             .filter(|e| new.contains(&e.event_id))
+            .collect();
+        let rows: Vec<transition::ActiveModel> = new_events
+            .iter()
+            .cloned()
             .map(|e| transition::ActiveModel {
                 tenant_id: Set(tenant.to_owned()),
                 event_id: Set(e.event_id),
@@ -202,12 +206,27 @@ impl Store {
                 occurred_at: Set(e.occurred_at),
             })
             .collect();
+        let contacts: Vec<String> = new_events
+            .iter()
+            .map(|e| e.contact_id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let models = stage_rollup::models(
+            &*txn,
+            tenant,
+            new_events.iter().map(|e| e.fact.model_id.clone()),
+        )
+        .await?;
+        let before = stage_rollup::contributions(&*txn, tenant, &models, &contacts).await?;
         for chunk in rows.chunks(1000) {
             transition::Entity::insert_many(chunk.to_vec())
                 .on_conflict_do_nothing()
                 .exec_without_returning(&txn)
                 .await?;
         }
+        let after = stage_rollup::contributions(&*txn, tenant, &models, &contacts).await?;
+        stage_rollup::apply(&*txn, tenant, &before, &after).await?;
         txn.commit().await?;
         Ok((new.len() as u64, total - new.len() as u64))
     }
@@ -319,6 +338,9 @@ async fn merge(
     duplicate: &str,
     survivor: &str,
 ) -> Result<(), DbErr> {
+    let both = [duplicate.to_owned(), survivor.to_owned()];
+    let models = stage_rollup::models(txn, tenant, []).await?;
+    let before = stage_rollup::contributions(txn, tenant, &models, &both).await?;
     fact::Entity::update_many()
         .col_expr(fact::Column::ContactId, Expr::value(survivor))
         .filter(fact::Column::TenantId.eq(tenant))
@@ -331,6 +353,8 @@ async fn merge(
         .filter(transition::Column::ContactId.eq(duplicate))
         .exec(txn)
         .await?;
+    let after = stage_rollup::contributions(txn, tenant, &models, &both).await?;
+    stage_rollup::apply(txn, tenant, &before, &after).await?;
     let orders = order::Entity::find()
         .filter(order::Column::TenantId.eq(tenant))
         .filter(order::Column::ContactId.eq(duplicate))
@@ -363,6 +387,10 @@ async fn merge(
 
 /// Removes every fact of an erased contact.
 async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Result<(), DbErr> {
+    let models = stage_rollup::models(txn, tenant, []).await?;
+    let before =
+        stage_rollup::contributions(txn, tenant, &models, &[contact_id.to_owned()]).await?;
+    stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;
     fact::Entity::delete_many()
         .filter(fact::Column::TenantId.eq(tenant))
         .filter(fact::Column::ContactId.eq(contact_id))

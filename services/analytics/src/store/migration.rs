@@ -9,7 +9,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAnalyticsTables), Box::new(IndexFactsByKind)]
+        vec![
+            Box::new(CreateAnalyticsTables),
+            Box::new(IndexFactsByKind),
+            Box::new(CreateStageRollups),
+        ]
     }
 }
 
@@ -156,5 +160,72 @@ impl MigrationTrait for IndexFactsByKind {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         schema::drop_indexes(manager, &[FACTS_BY_KIND]).await
+    }
+}
+
+/// Stage rollups (see `stage_rollup`), built from the transitions already stored.
+struct CreateStageRollups;
+
+impl MigrationName for CreateStageRollups {
+    fn name(&self) -> &str {
+        "m20261130_000001_create_stage_rollups"
+    }
+}
+
+const STAGE_ROLLUPS: &[TableSpec] = &[
+    (
+        "stage_totals",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("stage", "String"),
+            ("current", "i64"),
+            ("entries", "i64"),
+            ("exits", "i64"),
+        ],
+        &["tenant_id", "model_id", "stage"],
+    ),
+    (
+        "stage_moves",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("from_stage", "String"),
+            ("to_stage", "String"),
+            ("transitions", "i64"),
+        ],
+        &["tenant_id", "model_id", "from_stage", "to_stage"],
+    ),
+    (
+        "ended_stays",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("stage", "String"),
+            ("duration", "i64"),
+            ("event_id", "String"),
+        ],
+        &["tenant_id", "model_id", "stage", "duration", "event_id"],
+    ),
+    (
+        "stage_marks",
+        &[
+            ("tenant_id", "String"),
+            ("model_id", "String"),
+            ("latest_at", "i64"),
+        ],
+        &["tenant_id", "model_id"],
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateStageRollups {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create(manager, STAGE_ROLLUPS, &[]).await?;
+        super::stage_rollup::build_all(manager.get_connection()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::drop(manager, STAGE_ROLLUPS).await
     }
 }

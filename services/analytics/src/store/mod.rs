@@ -4,11 +4,13 @@ pub mod entities;
 mod ingest;
 pub mod migration;
 mod reads;
+mod stage_rollup;
 
 use sea_orm::DatabaseConnection;
 
 pub use ingest::{ContactFact, Ingested, TransitionFact};
 pub use reads::{Customer, Stay};
+pub use stage_rollup::{StageRollup, StageTotals};
 
 /// The analytics database.
 #[derive(Debug, Clone)]

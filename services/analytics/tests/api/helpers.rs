@@ -152,6 +152,20 @@ impl TestApp {
         }
     }
 
+    /// `duplicate` merged into `survivor`.
+    pub fn merged(&self, survivor: &str, duplicate: &str) -> common::ContactEvent {
+        common::ContactEvent {
+            event_id: self.id(),
+            contact_id: survivor.into(),
+            occurred_at: Some(ts(NOW)),
+            kind: Some(common::contact_event::Kind::Merged(
+                common::ContactsMerged {
+                    duplicate_id: duplicate.into(),
+                },
+            )),
+        }
+    }
+
     pub async fn transitions(&self, moves: &[(&str, &str, &str, i64)]) {
         let transitions = moves
             .iter()

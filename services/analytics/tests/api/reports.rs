@@ -352,6 +352,119 @@ backend_tests!(
     }
 );
 
+/// A stage report as comparable rows: (stage, contacts, entries, exits, median seconds)
+/// and the moves.
+type StageReport = (
+    Vec<(String, i64, i64, i64, Option<i64>)>,
+    Vec<(String, String, i64)>,
+);
+
+async fn stage_report(
+    app: &TestApp,
+    range: Option<clm_proto::common::v1::TimeRange>,
+    as_of: i64,
+) -> StageReport {
+    let reply = app
+        .client
+        .clone()
+        .get_stage_metrics(pb::GetStageMetricsRequest {
+            range,
+            as_of: Some(ts(as_of)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (
+        reply
+            .stages
+            .iter()
+            .map(|s| {
+                (
+                    s.stage.clone(),
+                    s.contacts,
+                    s.entries,
+                    s.exits,
+                    s.median_time_in_stage.map(|d| d.seconds),
+                )
+            })
+            .collect(),
+        reply
+            .transitions
+            .iter()
+            .map(|t| (t.from_stage.clone(), t.to_stage.clone(), t.count))
+            .collect(),
+    )
+}
+
+/// Without a range the report comes from the rollups; with one, from the transitions.
+async fn rollup_and_scan(app: &TestApp) -> StageReport {
+    let rollup = stage_report(app, None, NOW).await;
+    let scan = stage_report(app, days(-1000, 1000), NOW).await;
+    assert_eq!(rollup, scan, "the rollups and the transitions disagree");
+    rollup
+}
+
+backend_tests!(
+    stage_rollups_follow_late_transitions_merges_and_erasures,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.transitions(&[
+            ("a", "", "awareness", 0),
+            ("a", "awareness", "consideration", 4),
+            ("b", "", "awareness", 1),
+            ("b", "consideration", "conversion", 9),
+            ("c", "", "awareness", 2),
+            ("d", "", "awareness", 3),
+            ("d", "awareness", "conversion", 6),
+        ])
+        .await;
+        // b's move into consideration arrives after its later move out of it.
+        app.transitions(&[("b", "awareness", "consideration", 3)])
+            .await;
+        let (rows, moves) = rollup_and_scan(&app).await;
+        let day = 86_400;
+        assert_eq!(
+            rows,
+            [
+                ("awareness".into(), 1, 4, 3, Some(3 * day)),
+                ("consideration".into(), 1, 2, 1, Some(6 * day)),
+                ("conversion".into(), 2, 2, 0, None),
+            ]
+        );
+        assert_eq!(moves.len(), 3);
+
+        app.ingest(vec![app.merged("c", "d")]).await;
+        let merged = rollup_and_scan(&app).await;
+        assert_eq!(
+            merged.0[0].1, 0,
+            "c's stay in awareness ended when d's history joined"
+        );
+
+        app.ingest(vec![app.erased("b")]).await;
+        let (rows, _) = rollup_and_scan(&app).await;
+        assert_eq!(
+            rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            [3, 1, 1],
+            "b's stays are gone"
+        );
+
+        app.ingest(vec![app.erased("a"), app.erased("c")]).await;
+        assert_eq!(rollup_and_scan(&app).await, (vec![], vec![]));
+
+        // A transition after as_of: the report reads the transitions, up to as_of.
+        app.transitions(&[
+            ("e", "", "awareness", 1),
+            ("e", "awareness", "conversion", 5),
+        ])
+        .await;
+        assert_eq!(
+            stage_report(&app, None, 2 * DAY).await,
+            stage_report(&app, days(-1000, 1000), 2 * DAY).await
+        );
+        assert_eq!(stage_report(&app, None, 2 * DAY).await.0.len(), 1);
+    }
+);
+
 backend_tests!(ingest_is_idempotent, |db| async move {
     let app = TestApp::spawn(&db).await;
     let batch = vec![
@@ -782,3 +895,57 @@ backend_tests!(customer_value_simple_and_predictive, |db| async move {
         .unwrap_err();
     assert_eq!(nobody.code(), Code::NotFound);
 });
+
+backend_tests!(
+    the_stage_rollups_are_built_from_transitions_stored_before_them,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_analytics::store::{Store, entities::transition, migration::Migrator};
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        use sea_orm_migration::MigratorTrait;
+
+        let conn = clm_store::connect("analytics", db.location())
+            .await
+            .unwrap();
+        // The schema as it was before the rollups, holding transitions.
+        Migrator::up(&conn, Some(2)).await.unwrap();
+        let moves = [
+            ("a", "", "awareness", 0),
+            ("a", "awareness", "consideration", 4),
+            ("b", "", "awareness", 1),
+            ("b", "awareness", "conversion", 3),
+        ];
+        transition::Entity::insert_many(moves.iter().enumerate().map(
+            |(i, (contact, from, to, day))| transition::ActiveModel {
+                tenant_id: Set("default".into()),
+                event_id: Set(format!("t{i}")),
+                contact_id: Set((*contact).into()),
+                model_id: Set("default".into()),
+                from_stage: Set((*from).into()),
+                to_stage: Set((*to).into()),
+                occurred_at: Set(day * DAY),
+            },
+        ))
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        let (stages, moves) = Store::new(conn)
+            .stage_rollup("default", "default", NOW)
+            .await
+            .unwrap()
+            .expect("nothing after now");
+        let rows: Vec<(&str, i64, i64, i64, Option<i64>)> = stages
+            .iter()
+            .map(|s| (s.stage.as_str(), s.current, s.entries, s.exits, s.median))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("awareness", 0, 2, 2, Some(3 * DAY)),
+                ("consideration", 1, 1, 0, None),
+                ("conversion", 1, 1, 0, None),
+            ]
+        );
+        assert_eq!(moves.len(), 2);
+    }
+);
