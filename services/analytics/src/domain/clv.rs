@@ -189,6 +189,20 @@ impl GammaGamma {
         for (x, _) in data {
             *counts.entry(*x).or_default() += 1.0;
         }
+        // The rest of each customer's term is (p x - 1) ln m + p x ln x - (p x + q) ln(gamma
+        // + m x): its sums over customers split into constants and one log per customer.
+        let x_logs: f64 = data
+            .iter()
+            .map(|(x, m)| {
+                let x = f64::from(*x);
+                x * m.ln() + x * x.ln()
+            })
+            .sum();
+        let ln_means: f64 = data.iter().map(|(_, m)| m.ln()).sum();
+        let spend: Vec<(f64, f64)> = data
+            .iter()
+            .map(|(x, m)| (f64::from(*x), m * f64::from(*x)))
+            .collect();
         let from = |v: &[f64]| Self {
             p: v[0].exp(),
             q: v[1].exp(),
@@ -204,14 +218,11 @@ impl GammaGamma {
                 })
                 .sum::<f64>()
                 + n * (q * gamma.ln() - ln_gamma(q));
-            let own: f64 = data
+            let spend: f64 = spend
                 .iter()
-                .map(|(x, m)| {
-                    let x = f64::from(*x);
-                    (p * x - 1.0) * m.ln() + p * x * x.ln() - (p * x + q) * (gamma + m * x).ln()
-                })
+                .map(|(x, total)| (p * x + q) * (gamma + total).ln())
                 .sum();
-            -(shared + own) / n
+            -(shared + p * x_logs - ln_means - spend) / n
         };
         let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0], 4000);
         best = nelder_mead(objective, &best, 4000);
