@@ -746,16 +746,11 @@ impl AnalyticsService for AnalyticsApi {
             .customers(&tenant, &currency, as_of)
             .await
             .map_err(|e| internal(&e))?;
-        let touch = self
-            .store
-            .first_touch(&tenant, &currency)
-            .await
-            .map_err(|e| internal(&e))?;
         let keyed: Vec<_> = customers
             .iter()
             .map(|c| {
-                let (source, campaign) = touch.get(&c.contact_id).cloned().unwrap_or_default();
-                (c, if by_campaign { campaign } else { source })
+                let key = if by_campaign { &c.campaign } else { &c.source };
+                (c, key.clone())
             })
             .collect();
         let (rows, total) = acquisition::acquisition(&spend, &keyed, (start, end));

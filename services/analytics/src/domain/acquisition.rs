@@ -107,6 +107,8 @@ mod tests {
     fn customer(id: &str, days: &[(i64, i64)]) -> Customer {
         Customer {
             contact_id: id.into(),
+            source: String::new(),
+            campaign: String::new(),
             order_days: days.iter().map(|(d, _)| *d).collect(),
             revenue_micros: days.iter().map(|(_, m)| m).sum(),
             daily_micros: days.to_vec(),

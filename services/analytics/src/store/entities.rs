@@ -249,3 +249,30 @@ pub mod stage_mark {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Customers rollup: one row per contact with orders in a currency, holding its order
+/// days and its first touch, so money reports read one row per customer.
+pub mod customer_order {
+    use sea_orm::entity::prelude::*;
+
+    /// A `customer_orders` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "customer_orders")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub currency: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        pub source: String,
+        pub campaign: String,
+        /// JSON: [[day, micros, purchases], ...], ascending by day.
+        pub days: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

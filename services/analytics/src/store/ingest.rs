@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TryInsertResult};
 
 use super::entities::{applied_event, contact, fact, order, transition};
-use super::{Store, day_of, stage_rollup};
+use super::{Store, customer_rollup, day_of, stage_rollup};
 
 /// A contact event as analytics keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,12 +112,16 @@ impl Store {
         // Facts and order amounts are gathered and written together; a merge or erasure
         // reads and rewrites them, so what is gathered is written before it.
         let mut pending = Pending::default();
+        // Contacts whose orders changed, and contacts whose first touch may have: their
+        // rows of the customers rollup are rewritten at the end.
+        let (mut changed, mut touched) = (BTreeSet::new(), BTreeSet::new());
         for event in events.into_iter().filter(|e| new.contains(&e.event_id)) {
             match event.fact {
                 ContactFact::Upserted {
                     created_at,
                     attributes,
                 } => {
+                    touched.insert(event.contact_id.clone());
                     upsert_contact(&txn, tenant, &event.contact_id, created_at, &attributes)
                         .await?;
                 }
@@ -135,6 +139,7 @@ impl Store {
                         _ => None,
                     };
                     if let (Some((amount, purchases)), Some(_)) = (signed, value) {
+                        changed.insert(event.contact_id.clone());
                         let key = (
                             event.contact_id.clone(),
                             day_of(event.occurred_at),
@@ -159,15 +164,18 @@ impl Store {
                 }
                 ContactFact::Merged(duplicate) => {
                     pending.flush(&txn, tenant).await?;
+                    changed.extend([duplicate.clone(), event.contact_id.clone()]);
                     merge(&txn, tenant, &duplicate, &event.contact_id).await?;
                 }
                 ContactFact::Erased => {
                     pending.flush(&txn, tenant).await?;
+                    changed.insert(event.contact_id.clone());
                     erase(&txn, tenant, &event.contact_id).await?;
                 }
             }
         }
         pending.flush(&txn, tenant).await?;
+        customer_rollup::refresh(&*txn, tenant, &changed, &touched).await?;
         txn.commit().await?;
         Ok((new.len() as u64, total - new.len() as u64))
     }

@@ -13,7 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateAnalyticsTables),
             Box::new(IndexFactsByKind),
             Box::new(CreateStageRollups),
-            Box::new(CoverCustomerReads),
+            Box::new(CreateCustomerRollup),
         ]
     }
 }
@@ -231,44 +231,43 @@ impl MigrationTrait for CreateStageRollups {
     }
 }
 
-/// Money reports read every customer's orders in contact order, and CAC their first touch:
-/// through the by-day index each row was a lookup in the table (a page read from disk
-/// apiece, the larger part of the time). These indexes hold everything those reads use.
-struct CoverCustomerReads;
+/// The customers rollup (see `customer_rollup`), built from the orders already stored.
+struct CreateCustomerRollup;
 
-impl MigrationName for CoverCustomerReads {
+impl MigrationName for CreateCustomerRollup {
     fn name(&self) -> &str {
-        "m20261130_000002_cover_customer_reads"
+        "m20261130_000003_create_customer_rollup"
     }
 }
 
-const CUSTOMER_READS: &[IndexSpec] = &[
-    (
-        "orders",
-        "orders_by_customer",
-        &[
-            "tenant_id",
-            "currency",
-            "contact_id",
-            "day",
-            "amount_micros",
-            "purchases",
-        ],
-    ),
-    (
-        "contacts",
-        "contacts_first_touch",
-        &["tenant_id", "contact_id", "source", "campaign"],
-    ),
-];
+const CUSTOMER_ROLLUP: &[TableSpec] = &[(
+    "customer_orders",
+    &[
+        ("tenant_id", "String"),
+        ("currency", "String"),
+        ("contact_id", "String"),
+        ("source", "String"),
+        ("campaign", "String"),
+        ("days", "String"),
+    ],
+    &["tenant_id", "currency", "contact_id"],
+)];
+
+/// Rewriting a contact's rows finds them by contact.
+const CUSTOMERS_BY_CONTACT: IndexSpec = (
+    "customer_orders",
+    "customer_orders_by_contact",
+    &["tenant_id", "contact_id"],
+);
 
 #[async_trait::async_trait]
-impl MigrationTrait for CoverCustomerReads {
+impl MigrationTrait for CreateCustomerRollup {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, CUSTOMER_READS).await
+        schema::create(manager, CUSTOMER_ROLLUP, &[CUSTOMERS_BY_CONTACT]).await?;
+        super::customer_rollup::build_all(manager.get_connection()).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::drop_indexes(manager, CUSTOMER_READS).await
+        schema::drop(manager, CUSTOMER_ROLLUP).await
     }
 }

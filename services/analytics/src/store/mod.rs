@@ -1,5 +1,6 @@
 //! Persistence of facts and rollups, and the queries reports read.
 
+mod customer_rollup;
 pub mod entities;
 mod ingest;
 pub mod migration;

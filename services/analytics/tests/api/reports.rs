@@ -949,3 +949,129 @@ backend_tests!(
         assert_eq!(moves.len(), 2);
     }
 );
+
+async fn cac_by_channel(app: &TestApp) -> Vec<(String, i64, i64)> {
+    app.client
+        .clone()
+        .get_acquisition_cost(pb::GetAcquisitionCostRequest {
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows
+        .into_iter()
+        .map(|r| {
+            let revenue = r.attributed_revenue.map_or(0, |m| m.amount_micros);
+            (r.key, r.customers_acquired, revenue)
+        })
+        .collect()
+}
+
+backend_tests!(
+    the_customers_rollup_follows_merges_first_touches_and_erasures,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        app.ingest(vec![
+            app.contact("a", "ads", "spring"),
+            app.contact("b", "social", ""),
+            app.contact("c", "ads", ""),
+            app.interaction("a", "purchase", 10, 1000),
+            app.interaction("b", "purchase", 11, 2000),
+        ])
+        .await;
+        assert_eq!(
+            cac_by_channel(&app).await,
+            [
+                ("ads".into(), 1, 10_000_000),
+                ("social".into(), 1, 20_000_000)
+            ]
+        );
+
+        // b's orders move to a: one customer, both orders.
+        app.ingest(vec![app.merged("a", "b")]).await;
+        assert_eq!(cac_by_channel(&app).await, [("ads".into(), 1, 30_000_000)]);
+        let reply = rfm(&app).await;
+        assert_eq!(
+            (reply.contacts.len(), reply.contacts[0].contact_id.as_str()),
+            (1, "a")
+        );
+
+        // A's first touch is corrected; c, never a customer, is not one now.
+        app.ingest(vec![
+            app.contact("a", "email", "autumn"),
+            app.contact("c", "tv", ""),
+        ])
+        .await;
+        assert_eq!(
+            cac_by_channel(&app).await,
+            [("email".into(), 1, 30_000_000)]
+        );
+
+        app.ingest(vec![app.erased("a")]).await;
+        assert_eq!(cac_by_channel(&app).await, []);
+        assert!(rfm(&app).await.contacts.is_empty());
+    }
+);
+
+backend_tests!(
+    the_customers_rollup_is_built_from_orders_stored_before_it,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_analytics::store::{
+            Store,
+            entities::{contact, order},
+            migration::Migrator,
+        };
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        use sea_orm_migration::MigratorTrait;
+
+        let conn = clm_store::connect("analytics", db.location())
+            .await
+            .unwrap();
+        // The schema as it was before the rollup, holding a customer.
+        Migrator::up(&conn, Some(3)).await.unwrap();
+        contact::Entity::insert(contact::ActiveModel {
+            tenant_id: Set("default".into()),
+            contact_id: Set("a".into()),
+            created_at: Set(0),
+            source: Set("ads".into()),
+            campaign: Set("spring".into()),
+            attributes: Set(serde_json::json!({})),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        order::Entity::insert_many(
+            [(3, 5_000_000, 1), (7, -1_000_000, 0), (9, 2_000_000, 1)].map(
+                |(day, amount, purchases)| order::ActiveModel {
+                    tenant_id: Set("default".into()),
+                    contact_id: Set("a".into()),
+                    day: Set(day),
+                    currency: Set("EUR".into()),
+                    amount_micros: Set(amount),
+                    purchases: Set(purchases),
+                },
+            ),
+        )
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        let customers = Store::new(conn)
+            .customers("default", "EUR", NOW)
+            .await
+            .unwrap();
+        assert_eq!(customers.len(), 1);
+        let a = &customers[0];
+        assert_eq!(
+            (
+                a.source.as_str(),
+                a.campaign.as_str(),
+                a.order_days.clone(),
+                a.revenue_micros
+            ),
+            ("ads", "spring", vec![3, 9], 6_000_000)
+        );
+    }
+);
