@@ -3,7 +3,7 @@
 //! calibration window: x = repeat orders, t_x = time from the first to the last order, and
 //! T = time from the first order to the end of the window, in the caller's time unit.
 
-use super::fit::{hyp2f1, ln_gamma, nelder_mead};
+use super::fit::{Hypergeometric, ln_gamma, nelder_mead};
 
 /// One customer's summary for BG/NBD.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,13 +142,27 @@ impl BgNbd {
 
     /// Expected orders in the next `horizon` time units (FHL 2005, eq. 10).
     pub fn expected_purchases(&self, s: &Summary, horizon: f64) -> f64 {
+        self.expected_purchases_with(&mut self.series(s), s, horizon)
+    }
+
+    /// The hypergeometric function eq. 10 needs for `s` (it depends on x alone).
+    fn series(&self, s: &Summary) -> Hypergeometric {
+        let x = f64::from(s.x);
+        Hypergeometric::new(self.r + x, self.b + x, self.a + self.b + x - 1.0)
+    }
+
+    /// [`BgNbd::expected_purchases`] with `s`'s series at hand.
+    fn expected_purchases_with(
+        &self,
+        series: &mut Hypergeometric,
+        s: &Summary,
+        horizon: f64,
+    ) -> f64 {
         let Self { r, alpha, a, b } = *self;
         let x = f64::from(s.x);
         let z = horizon / (alpha + s.t + horizon);
         let head = (a + b + x - 1.0) / (a - 1.0);
-        let body = 1.0
-            - ((alpha + s.t) / (alpha + s.t + horizon)).powf(r + x)
-                * hyp2f1(r + x, b + x, a + b + x - 1.0, z);
+        let body = 1.0 - ((alpha + s.t) / (alpha + s.t + horizon)).powf(r + x) * series.at(z);
         let tail = if s.x > 0 {
             1.0 + a / (b + x - 1.0) * ((alpha + s.t) / (alpha + s.t_x)).powf(r + x)
         } else {
@@ -246,10 +260,11 @@ pub fn discounted_purchases(
     units_per_year: f64,
     yearly_rate: f64,
 ) -> f64 {
+    let mut series = model.series(s);
     let mut previous = 0.0;
     let mut total = 0.0;
     for k in 1..=horizon {
-        let cumulative = model.expected_purchases(s, f64::from(k));
+        let cumulative = model.expected_purchases_with(&mut series, s, f64::from(k));
         let years = f64::from(k) / units_per_year;
         total += (cumulative - previous) / (1.0 + yearly_rate).powf(years);
         previous = cumulative;

@@ -30,17 +30,50 @@ pub fn ln_gamma(x: f64) -> f64 {
 
 /// Gauss's hypergeometric function ₂F₁(a, b; c; z) for 0 <= z < 1, by its series.
 pub fn hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for n in 0..10_000 {
-        let n = f64::from(n);
-        term *= (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
-        sum += term;
-        if term.abs() < 1e-15 * sum.abs() {
-            break;
+    Hypergeometric::new(a, b, c).at(z)
+}
+
+/// ₂F₁(a, b; c; ·) at many points: the series' coefficients, which do not depend on z,
+/// are computed once and kept (a customer's value sums the function at each future
+/// period).
+pub struct Hypergeometric {
+    a: f64,
+    b: f64,
+    c: f64,
+    /// coefficients[n] = prod over i <= n of (a + i)(b + i) / ((c + i)(i + 1)).
+    coefficients: Vec<f64>,
+}
+
+impl Hypergeometric {
+    /// The function of these parameters.
+    pub fn new(a: f64, b: f64, c: f64) -> Self {
+        Self {
+            a,
+            b,
+            c,
+            coefficients: Vec::new(),
         }
     }
-    sum
+
+    /// ₂F₁(a, b; c; z) for 0 <= z < 1.
+    pub fn at(&mut self, z: f64) -> f64 {
+        let (mut power, mut sum) = (1.0, 1.0);
+        for n in 0..10_000 {
+            if n == self.coefficients.len() {
+                let i = n as f64;
+                let previous = self.coefficients.last().copied().unwrap_or(1.0);
+                self.coefficients
+                    .push(previous * (self.a + i) * (self.b + i) / ((self.c + i) * (i + 1.0)));
+            }
+            power *= z;
+            let term = self.coefficients[n] * power;
+            sum += term;
+            if term.abs() < 1e-15 * sum.abs() {
+                break;
+            }
+        }
+        sum
+    }
 }
 
 /// Minimises `f` from `start` with the Nelder-Mead simplex; returns the best point.
@@ -124,6 +157,15 @@ mod tests {
         assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
         assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
         assert!((ln_gamma(100.0) - 359.134_205_369_575_4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_kept_series_answers_as_a_fresh_one() {
+        // The coefficients grow for z = 0.9, then serve the smaller z's.
+        let mut series = Hypergeometric::new(1.0, 1.0, 2.0);
+        for z in [0.9, 0.1, 0.5] {
+            assert!((series.at(z) - (-(1.0 - z).ln() / z)).abs() < 1e-12);
+        }
     }
 
     #[test]
