@@ -29,6 +29,67 @@ pub struct BgNbd {
     pub b: f64,
 }
 
+/// The BG/NBD log-likelihood of a data set, arranged to be evaluated many times: identical
+/// summaries are one term with their count (most customers have no repeat order and
+/// differ only in when they first ordered), the terms that depend only on x are computed
+/// once per x, and ln(alpha + t) once per distinct time.
+struct Likelihood {
+    /// (x, index of T, index of t_x, customers).
+    groups: Vec<(u32, usize, usize, f64)>,
+    /// Every distinct T and t_x.
+    times: Vec<f64>,
+    max_x: u32,
+}
+
+impl Likelihood {
+    fn new(data: &[Summary]) -> Self {
+        let groups = weighted(data);
+        let mut times: Vec<f64> = groups.iter().flat_map(|(s, _)| [s.t, s.t_x]).collect();
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let index = |t: f64| times.partition_point(|u| *u < t);
+        Self {
+            groups: groups
+                .iter()
+                .map(|(s, w)| (s.x, index(s.t), index(s.t_x), *w))
+                .collect(),
+            max_x: data.iter().map(|s| s.x).max().unwrap_or(0),
+            times,
+        }
+    }
+
+    /// The sum of every customer's [`BgNbd::log_likelihood`] under `model`.
+    fn of(&self, model: &BgNbd) -> f64 {
+        let BgNbd { r, alpha, a, b } = *model;
+        let ln_times: Vec<f64> = self.times.iter().map(|t| (alpha + t).ln()).collect();
+        // Per x: r ln(alpha) + sum ln(r + i), sum ln(b + i) - ln(a + b + i) over i < x, and
+        // ln(b + x - 1).
+        let mut per_x = Vec::with_capacity(self.max_x as usize + 1);
+        let (mut a1, mut a2) = (r * alpha.ln(), 0.0);
+        for i in 0..=self.max_x {
+            let i = f64::from(i);
+            per_x.push((a1, a2, (b + i - 1.0).ln()));
+            a1 += (r + i).ln();
+            a2 += (b + i).ln() - (a + b + i).ln();
+        }
+        let ln_a = a.ln();
+        self.groups
+            .iter()
+            .map(|&(x, t, t_x, w)| {
+                let (a1, a2, ln_b) = per_x[x as usize];
+                let rx = r + f64::from(x);
+                let a3 = -rx * ln_times[t];
+                let term = if x == 0 {
+                    a1 + a2 + a3
+                } else {
+                    a1 + a2 + log_sum_exp(a3, ln_a - ln_b - rx * ln_times[t_x])
+                };
+                w * term
+            })
+            .sum()
+    }
+}
+
 /// Identical summaries counted once with their number, in a deterministic order (so the
 /// likelihood sums the same way every time).
 fn weighted(data: &[Summary]) -> Vec<(Summary, f64)> {
@@ -47,8 +108,7 @@ fn weighted(data: &[Summary]) -> Vec<(Summary, f64)> {
 }
 
 fn log_sum_exp(a: f64, b: f64) -> f64 {
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
+    a.max(b) + (-(a - b).abs()).exp().ln_1p()
 }
 
 impl BgNbd {
@@ -71,58 +131,20 @@ impl BgNbd {
         a1 + a2 + log_sum_exp(a3, a4)
     }
 
-    /// The log-likelihood of `s` with the terms that depend only on its x taken from
-    /// `terms` (see [`BgNbd::count_terms`]); equal to [`BgNbd::log_likelihood`].
-    fn log_likelihood_with(&self, terms: &[(f64, f64)], s: &Summary) -> f64 {
-        let Self { r, alpha, a, b } = *self;
-        let x = f64::from(s.x);
-        let (a1, a2) = terms[s.x as usize];
-        let a3 = -(r + x) * (alpha + s.t).ln();
-        if s.x == 0 {
-            return a1 + a2 + a3;
-        }
-        let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + s.t_x).ln();
-        a1 + a2 + log_sum_exp(a3, a4)
-    }
-
-    /// For each x up to `max_x`: r ln(alpha) + sum ln(r + i), and sum ln(b + i) - ln(a + b + i)
-    /// over i < x, the parts of the likelihood every customer with x repeat orders shares.
-    fn count_terms(&self, max_x: u32) -> Vec<(f64, f64)> {
-        let Self { r, alpha, a, b } = *self;
-        let mut terms = Vec::with_capacity(max_x as usize + 1);
-        let (mut a1, mut a2) = (r * alpha.ln(), 0.0);
-        for i in 0..=max_x {
-            terms.push((a1, a2));
-            let i = f64::from(i);
-            a1 += (r + i).ln();
-            a2 += (b + i).ln() - (a + b + i).ln();
-        }
-        terms
-    }
-
     /// Fits the parameters to `data` by maximum likelihood (over their logarithms, so they
     /// stay positive). Deterministic: a fixed start and a deterministic simplex. Customers
     /// with the same summary are one weighted term of the likelihood: most have no repeat
     /// order and differ only in when they first ordered.
     pub fn fit(data: &[Summary]) -> Self {
         let n = data.len().max(1) as f64;
-        let groups = weighted(data);
-        let max_x = data.iter().map(|s| s.x).max().unwrap_or(0);
+        let likelihood = Likelihood::new(data);
         let from = |p: &[f64]| Self {
             r: p[0].exp(),
             alpha: p[1].exp(),
             a: p[2].exp(),
             b: p[3].exp(),
         };
-        let objective = |p: &[f64]| {
-            let model = from(p);
-            let terms = model.count_terms(max_x);
-            -groups
-                .iter()
-                .map(|(s, w)| w * model.log_likelihood_with(&terms, s))
-                .sum::<f64>()
-                / n
-        };
+        let objective = |p: &[f64]| -likelihood.of(&from(p)) / n;
         let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0, 0.0], 4000);
         // A restart from the optimum refines a simplex that collapsed early.
         best = nelder_mead(objective, &best, 4000);
@@ -131,18 +153,22 @@ impl BgNbd {
 
     /// P(alive | x, t_x, T).
     pub fn p_alive(&self, s: &Summary) -> f64 {
-        if s.x == 0 {
-            return 1.0;
-        }
-        let x = f64::from(s.x);
-        1.0 / (1.0
-            + self.a / (self.b + x - 1.0)
-                * ((self.alpha + s.t) / (self.alpha + s.t_x)).powf(self.r + x))
+        1.0 / self.tail(s)
     }
 
     /// Expected orders in the next `horizon` time units (FHL 2005, eq. 10).
     pub fn expected_purchases(&self, s: &Summary, horizon: f64) -> f64 {
-        self.expected_purchases_with(&mut self.series(s), s, horizon)
+        self.expected_purchases_with(&mut self.series(s), self.tail(s), s, horizon)
+    }
+
+    /// The denominator of eq. 10, which does not depend on the horizon.
+    fn tail(&self, s: &Summary) -> f64 {
+        if s.x == 0 {
+            return 1.0;
+        }
+        let x = f64::from(s.x);
+        1.0 + self.a / (self.b + x - 1.0)
+            * ((self.alpha + s.t) / (self.alpha + s.t_x)).powf(self.r + x)
     }
 
     /// The hypergeometric function eq. 10 needs for `s` (it depends on x alone).
@@ -151,10 +177,11 @@ impl BgNbd {
         Hypergeometric::new(self.r + x, self.b + x, self.a + self.b + x - 1.0)
     }
 
-    /// [`BgNbd::expected_purchases`] with `s`'s series at hand.
+    /// [`BgNbd::expected_purchases`] with `s`'s series and tail at hand.
     fn expected_purchases_with(
         &self,
         series: &mut Hypergeometric,
+        tail: f64,
         s: &Summary,
         horizon: f64,
     ) -> f64 {
@@ -163,11 +190,6 @@ impl BgNbd {
         let z = horizon / (alpha + s.t + horizon);
         let head = (a + b + x - 1.0) / (a - 1.0);
         let body = 1.0 - ((alpha + s.t) / (alpha + s.t + horizon)).powf(r + x) * series.at(z);
-        let tail = if s.x > 0 {
-            1.0 + a / (b + x - 1.0) * ((alpha + s.t) / (alpha + s.t_x)).powf(r + x)
-        } else {
-            1.0
-        };
         head * body / tail
     }
 }
@@ -260,11 +282,11 @@ pub fn discounted_purchases(
     units_per_year: f64,
     yearly_rate: f64,
 ) -> f64 {
-    let mut series = model.series(s);
+    let (mut series, tail) = (model.series(s), model.tail(s));
     let mut previous = 0.0;
     let mut total = 0.0;
     for k in 1..=horizon {
-        let cumulative = model.expected_purchases_with(&mut series, s, f64::from(k));
+        let cumulative = model.expected_purchases_with(&mut series, tail, s, f64::from(k));
         let years = f64::from(k) / units_per_year;
         total += (cumulative - previous) / (1.0 + yearly_rate).powf(years);
         previous = cumulative;
@@ -342,38 +364,32 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_terms_give_the_plain_likelihood() {
+    fn the_arranged_likelihood_is_the_plain_sum() {
         let model = BgNbd {
             r: 0.8,
             alpha: 4.0,
             a: 0.7,
             b: 2.5,
         };
-        let terms = model.count_terms(5);
-        for s in [
-            Summary {
-                x: 0,
-                t_x: 0.0,
-                t: 30.0,
-            },
-            Summary {
-                x: 5,
-                t_x: 12.5,
-                t: 40.0,
-            },
-        ] {
-            let (plain, shared) = (
-                model.log_likelihood(&s),
-                model.log_likelihood_with(&terms, &s),
-            );
-            assert!((plain - shared).abs() < 1e-12, "{plain} against {shared}");
-        }
-        let same = Summary {
-            x: 1,
-            t_x: 2.0,
-            t: 9.0,
-        };
-        assert_eq!(weighted(&[same, same]), vec![(same, 2.0)]);
+        let summary = |x, t_x, t| Summary { x, t_x, t };
+        let data = [
+            summary(0, 0.0, 30.0),
+            summary(0, 0.0, 30.0),
+            summary(5, 12.5, 40.0),
+            summary(1, 30.0, 31.0),
+            summary(2, 12.5, 30.0),
+        ];
+        let plain: f64 = data.iter().map(|s| model.log_likelihood(s)).sum();
+        let arranged = Likelihood::new(&data).of(&model);
+        assert!(
+            (plain - arranged).abs() < 1e-9,
+            "{plain} against {arranged}"
+        );
+        assert_eq!(
+            Likelihood::new(&data).groups.len(),
+            4,
+            "the two alike are one"
+        );
     }
 
     #[test]
