@@ -174,10 +174,18 @@ impl AnalyticsService for AnalyticsApi {
         let until = end
             .saturating_add(window_micros)
             .min(as_of.saturating_add(1));
-        let events = if r.over_stages {
+        // Over all time and without a breakdown, contacts that only entered are counted
+        // from the entry rollup rather than read.
+        let count_entries = r.breakdown_by.is_empty()
+            && r.range
+                .as_ref()
+                .and_then(|range| range.start_time.as_ref())
+                .is_none();
+        let (events, entered_only) = if r.over_stages {
             self.store
                 .stage_entries(&tenant, STAGE_MODEL, start, until)
                 .await
+                .map(|events| (events, 0))
         } else {
             self.step_events(
                 &tenant,
@@ -186,6 +194,7 @@ impl AnalyticsService for AnalyticsApi {
                 order,
                 (start, end),
                 until,
+                count_entries,
             )
             .await
         }
@@ -236,6 +245,7 @@ impl AnalyticsService for AnalyticsApi {
         let all: Vec<Vec<(i64, &str)>> = keyed.iter().map(|(_, e)| e.clone()).collect();
         let total = funnel::funnel(
             &all,
+            entered_only,
             &r.steps,
             &r.exclusion_steps,
             order,
@@ -248,6 +258,7 @@ impl AnalyticsService for AnalyticsApi {
                 .map(|(value, contacts)| {
                     let rows = funnel::funnel(
                         &contacts,
+                        0,
                         &r.steps,
                         &r.exclusion_steps,
                         order,
@@ -1009,10 +1020,13 @@ impl AnalyticsService for AnalyticsApi {
 }
 
 impl AnalyticsApi {
-    /// The events a funnel over interaction types needs, per contact, in time order. Strict
+    /// The events a funnel over interaction types needs, per contact, in time order, and
+    /// how many more contacts entered without doing anything after (counted, not read,
+    /// when `count_entries`: the range has no start and there is no breakdown). Strict
     /// order needs every tracked event (to see what comes between steps). Otherwise only
     /// the step and exclusion types are read, and of step 1 only each contact's first event
     /// in the range (the entry) when step 1 is not also a later step or an exclusion.
+    #[allow(clippy::too_many_arguments)]
     async fn step_events(
         &self,
         tenant: &str,
@@ -1021,27 +1035,47 @@ impl AnalyticsApi {
         order: funnel::Order,
         (start, end): (i64, i64),
         until: i64,
-    ) -> Result<std::collections::HashMap<String, Vec<(i64, String)>>, sea_orm::DbErr> {
+        count_entries: bool,
+    ) -> Result<(std::collections::HashMap<String, Vec<(i64, String)>>, i64), sea_orm::DbErr> {
         if order == funnel::Order::Strict {
-            return self.store.events(tenant, None, start, until).await;
+            let events = self.store.events(tenant, None, start, until).await?;
+            return Ok((events, 0));
         }
         let kinds: Vec<String> = steps.iter().chain(exclusions).cloned().collect();
         let entry = &steps[0];
         if kinds[1..].contains(entry) {
-            return self.store.events(tenant, Some(&kinds), start, until).await;
+            let events = self
+                .store
+                .events(tenant, Some(&kinds), start, until)
+                .await?;
+            return Ok((events, 0));
         }
         let mut events = self
             .store
             .events(tenant, Some(&kinds[1..]), start, until)
             .await?;
+        let (entries, entered_only) = if count_entries {
+            // With no start, a contact's entry is its first step-1 event ever: the rollup
+            // holds it. Only contacts with a later event can get past the entry.
+            let candidates: Vec<String> = events.keys().cloned().collect();
+            let entries = self
+                .store
+                .entry_times(tenant, entry, end, &candidates)
+                .await?;
+            let all = self.store.entries(tenant, entry, end).await?;
+            let entered_only = all - entries.len() as i64;
+            (entries, entered_only)
+        } else {
+            (self.store.first_events(tenant, entry, start, end).await?, 0)
+        };
         let mut out = std::collections::HashMap::new();
-        for (contact, first) in self.store.first_events(tenant, entry, start, end).await? {
+        for (contact, first) in entries {
             let mut list = events.remove(&contact).unwrap_or_default();
             // Before the other events at the same instant, as the entry comes first.
             let at = list.partition_point(|(t, _)| *t < first);
             list.insert(at, (first, entry.clone()));
             out.insert(contact, list);
         }
-        Ok(out)
+        Ok((out, entered_only))
     }
 }

@@ -107,9 +107,11 @@ fn progress(
     reached
 }
 
-/// The funnel of `contacts` (each with its events sorted by time).
+/// The funnel of `contacts` (each with its events sorted by time), and of
+/// `entered_only` more contacts known to have entered and done nothing after.
 pub fn funnel(
     contacts: &[Vec<(Micros, &str)>],
+    entered_only: i64,
     steps: &[String],
     exclusions: &[String],
     order: Order,
@@ -117,6 +119,7 @@ pub fn funnel(
     window: Micros,
 ) -> Vec<StepRow> {
     let mut counts = vec![0i64; steps.len()];
+    counts[0] = entered_only;
     let mut gaps: Vec<Vec<Micros>> = vec![Vec::new(); steps.len()];
     for events in contacts {
         let reached = progress(events, steps, exclusions, order, range, window);
@@ -173,18 +176,18 @@ mod tests {
             vec![(1, "buy"), (2, "visit"), (4, "signup")], // buy before visit: any-order only
             vec![(0, "visit")],                            // entered before the range
         ];
-        let seq = funnel(&contacts, &s, &[], Order::Sequential, (1, 100), 50);
+        let seq = funnel(&contacts, 0, &s, &[], Order::Sequential, (1, 100), 50);
         assert_eq!(
             seq.iter().map(|r| r.contacts).collect::<Vec<_>>(),
             [3, 3, 1]
         );
         assert_eq!(seq[1].median_from_previous, Some(2)); // gaps 2, 1, 2
-        let strict = funnel(&contacts, &s, &[], Order::Strict, (1, 100), 50);
+        let strict = funnel(&contacts, 0, &s, &[], Order::Strict, (1, 100), 50);
         assert_eq!(
             strict.iter().map(|r| r.contacts).collect::<Vec<_>>(),
             [3, 2, 0]
         );
-        let any = funnel(&contacts, &s, &[], Order::Any, (1, 100), 50);
+        let any = funnel(&contacts, 0, &s, &[], Order::Any, (1, 100), 50);
         assert_eq!(
             any.iter().map(|r| r.contacts).collect::<Vec<_>>(),
             [3, 3, 1],
@@ -202,6 +205,7 @@ mod tests {
         ];
         let rows = funnel(
             &contacts,
+            0,
             &s,
             &steps(&["unsubscribe"]),
             Order::Sequential,

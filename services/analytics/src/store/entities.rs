@@ -276,3 +276,27 @@ pub mod customer_order {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Entry rollup: each contact's first interaction of each type, so a funnel over all time
+/// finds its entries without reading every event of the entry type.
+pub mod first_event {
+    use sea_orm::entity::prelude::*;
+
+    /// A `first_events` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "first_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub contact_id: String,
+        pub first_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -8,7 +8,7 @@ use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TryInsertResult};
 
 use super::entities::{applied_event, contact, fact, order, transition};
-use super::{Store, customer_rollup, day_of, stage_rollup};
+use super::{Store, customer_rollup, day_of, entry_rollup, stage_rollup};
 
 /// A contact event as analytics keeps it.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +149,11 @@ impl Store {
                         order.0 += amount;
                         order.1 += purchases;
                     }
+                    let first = pending
+                        .firsts
+                        .entry((kind.clone(), event.contact_id.clone()))
+                        .or_insert(event.occurred_at);
+                    *first = Ord::min(*first, event.occurred_at);
                     pending.facts.push(fact::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),
                         event_id: Set(event.event_id),
@@ -245,11 +250,12 @@ type OrderKey = (String, i64, String);
 /// What to add to an order: (amount in micros, purchases).
 type OrderDelta = (i64, i64);
 
-/// Facts and order amounts not written yet.
+/// Facts, order amounts and first events not written yet.
 #[derive(Default)]
 struct Pending {
     facts: Vec<fact::ActiveModel>,
     orders: BTreeMap<OrderKey, OrderDelta>,
+    firsts: entry_rollup::Firsts,
 }
 
 impl Pending {
@@ -265,7 +271,7 @@ impl Pending {
         for chunk in orders.chunks(1000) {
             add_orders(txn, tenant, chunk).await?;
         }
-        Ok(())
+        entry_rollup::lower(txn, tenant, &std::mem::take(&mut self.firsts)).await
     }
 }
 
@@ -363,6 +369,7 @@ async fn merge(
         .await?;
     let after = stage_rollup::contributions(txn, tenant, &models, &both).await?;
     stage_rollup::apply(txn, tenant, &before, &after).await?;
+    entry_rollup::merge(txn, tenant, duplicate, survivor).await?;
     let orders = order::Entity::find()
         .filter(order::Column::TenantId.eq(tenant))
         .filter(order::Column::ContactId.eq(duplicate))
@@ -399,6 +406,7 @@ async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Res
     let before =
         stage_rollup::contributions(txn, tenant, &models, &[contact_id.to_owned()]).await?;
     stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;
+    entry_rollup::erase(txn, tenant, contact_id).await?;
     fact::Entity::delete_many()
         .filter(fact::Column::TenantId.eq(tenant))
         .filter(fact::Column::ContactId.eq(contact_id))

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(IndexFactsByKind),
             Box::new(CreateStageRollups),
             Box::new(CreateCustomerRollup),
+            Box::new(CreateEntryRollup),
         ]
     }
 }
@@ -269,5 +270,51 @@ impl MigrationTrait for CreateCustomerRollup {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         schema::drop(manager, CUSTOMER_ROLLUP).await
+    }
+}
+
+/// The entry rollup (see `entry_rollup`), built from the facts already stored.
+struct CreateEntryRollup;
+
+impl MigrationName for CreateEntryRollup {
+    fn name(&self) -> &str {
+        "m20261130_000004_create_entry_rollup"
+    }
+}
+
+const ENTRY_ROLLUP: &[TableSpec] = &[(
+    "first_events",
+    &[
+        ("tenant_id", "String"),
+        ("kind", "String"),
+        ("contact_id", "String"),
+        ("first_at", "i64"),
+    ],
+    &["tenant_id", "kind", "contact_id"],
+)];
+
+/// Entries are counted by type and time; merges and erasures find a contact's rows.
+const ENTRY_INDEXES: &[IndexSpec] = &[
+    (
+        "first_events",
+        "first_events_by_time",
+        &["tenant_id", "kind", "first_at"],
+    ),
+    (
+        "first_events",
+        "first_events_by_contact",
+        &["tenant_id", "contact_id"],
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateEntryRollup {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create(manager, ENTRY_ROLLUP, ENTRY_INDEXES).await?;
+        super::entry_rollup::build_all(manager.get_connection()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::drop(manager, ENTRY_ROLLUP).await
     }
 }

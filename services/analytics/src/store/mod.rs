@@ -2,6 +2,7 @@
 
 mod customer_rollup;
 pub mod entities;
+mod entry_rollup;
 mod ingest;
 pub mod migration;
 mod reads;

@@ -1075,3 +1075,115 @@ backend_tests!(
         );
     }
 );
+
+/// The funnel's counts and median gaps (seconds), all time: from the entry rollup without
+/// a range, from the facts with one; both must agree.
+async fn funnel_both_ways(app: &TestApp, order: pb::FunnelOrder) -> Vec<(i64, Option<i64>)> {
+    let ask = |range| pb::GetFunnelRequest {
+        steps: vec!["page_view".into(), "demo_request".into(), "purchase".into()],
+        exclusion_steps: vec!["unsubscribe".into()],
+        order: order as i32,
+        range,
+        ..Default::default()
+    };
+    let mut answers = Vec::new();
+    for range in [None, days(-1000, 1000)] {
+        let reply = app
+            .client
+            .clone()
+            .get_funnel(ask(range))
+            .await
+            .unwrap()
+            .into_inner();
+        answers.push(
+            reply
+                .total
+                .unwrap()
+                .steps
+                .iter()
+                .map(|s| (s.contacts, s.median_time_from_previous.map(|d| d.seconds)))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0], answers[1], "the rollup and the facts disagree");
+    answers.remove(0)
+}
+
+backend_tests!(
+    funnels_over_all_time_count_entries_from_the_rollup,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let day = 86_400;
+        app.ingest(vec![
+            // a: all three steps; b: visits twice, asks for a demo; c, d: only visit.
+            app.interaction("a", "page_view", 5, 0),
+            app.interaction("a", "demo_request", 6, 0),
+            app.interaction("a", "purchase", 8, 1000),
+            app.interaction("b", "page_view", 9, 0),
+            app.interaction("b", "page_view", 2, 0),
+            app.interaction("b", "demo_request", 4, 0),
+            app.interaction("c", "page_view", 1, 0),
+            app.interaction("d", "page_view", 3, 0),
+            // e never visits; f unsubscribes before its demo request.
+            app.interaction("e", "demo_request", 3, 0),
+            app.interaction("f", "page_view", 1, 0),
+            app.interaction("f", "unsubscribe", 2, 0),
+            app.interaction("f", "demo_request", 3, 0),
+        ])
+        .await;
+        assert_eq!(
+            funnel_both_ways(&app, pb::FunnelOrder::Sequential).await,
+            [(5, None), (2, Some(day * 3 / 2)), (1, Some(2 * day))]
+        );
+        funnel_both_ways(&app, pb::FunnelOrder::Any).await;
+
+        // d joins a (its earlier visit becomes a's entry); c is erased.
+        app.ingest(vec![app.merged("a", "d"), app.erased("c")])
+            .await;
+        assert_eq!(
+            funnel_both_ways(&app, pb::FunnelOrder::Sequential).await,
+            [(3, None), (2, Some(day * 5 / 2)), (1, Some(2 * day))]
+        );
+    }
+);
+
+backend_tests!(
+    the_entry_rollup_is_built_from_facts_stored_before_it,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_analytics::store::{Store, entities::fact, migration::Migrator};
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        use sea_orm_migration::MigratorTrait;
+
+        let conn = clm_store::connect("analytics", db.location())
+            .await
+            .unwrap();
+        Migrator::up(&conn, Some(4)).await.unwrap();
+        let facts = [("a", 5), ("a", 2), ("b", 9)];
+        fact::Entity::insert_many(facts.iter().enumerate().map(|(i, (contact, day))| {
+            fact::ActiveModel {
+                tenant_id: Set("default".into()),
+                event_id: Set(format!("f{i}")),
+                contact_id: Set((*contact).into()),
+                kind: Set("page_view".into()),
+                occurred_at: Set(day * DAY),
+                amount_micros: Set(0),
+                currency: Set(String::new()),
+                campaign: Set(String::new()),
+                channel: Set(String::new()),
+                nps_score: Set(None),
+            }
+        }))
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        let store = Store::new(conn);
+        assert_eq!(store.entries("default", "page_view", NOW).await.unwrap(), 2);
+        let mut first = store
+            .entry_times("default", "page_view", 5 * DAY, &["a".into(), "b".into()])
+            .await
+            .unwrap();
+        first.sort();
+        assert_eq!(first, [("a".to_owned(), 2 * DAY)]);
+    }
+);
