@@ -340,15 +340,15 @@ impl MigrationName for CoverFactsByKind {
 
 const FACTS_BY_KIND_WITH_ID: IndexSpec = (
     "interaction_facts",
-    "facts_by_kind",
+    "facts_by_kind_with_id",
     &["tenant_id", "kind", "occurred_at", "contact_id", "event_id"],
 );
 
 #[async_trait::async_trait]
 impl MigrationTrait for CoverFactsByKind {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::drop_indexes(manager, &[FACTS_BY_KIND]).await?;
-        schema::create_indexes(manager, &[FACTS_BY_KIND_WITH_ID]).await
+        schema::create_indexes(manager, &[FACTS_BY_KIND_WITH_ID]).await?;
+        schema::drop_indexes(manager, &[FACTS_BY_KIND]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
