@@ -46,6 +46,21 @@ pub struct Stay {
 /// A transition as stays are made of: (contact, when, event id, from stage, to stage).
 pub(crate) type TransitionRow = (String, i64, String, String, String);
 
+/// The transitions of a tenant's model, as stays are made of.
+pub(crate) fn transition_rows(tenant: &str, model: &str) -> sea_orm::Select<transition::Entity> {
+    transition::Entity::find()
+        .select_only()
+        .columns([
+            transition::Column::ContactId,
+            transition::Column::OccurredAt,
+            transition::Column::EventId,
+            transition::Column::FromStage,
+            transition::Column::ToStage,
+        ])
+        .filter(transition::Column::TenantId.eq(tenant))
+        .filter(transition::Column::ModelId.eq(model))
+}
+
 /// The stays of transitions sorted by contact, time and event id: each lasts until the
 /// contact's next transition.
 pub(crate) fn stays_of(rows: impl IntoIterator<Item = TransitionRow>) -> Vec<Stay> {
@@ -152,17 +167,7 @@ impl Store {
 
     /// Every stay in the stages of `model` that began before `as_of`.
     pub async fn stays(&self, tenant: &str, model: &str, as_of: i64) -> Result<Vec<Stay>, DbErr> {
-        let rows: Vec<TransitionRow> = transition::Entity::find()
-            .select_only()
-            .columns([
-                transition::Column::ContactId,
-                transition::Column::OccurredAt,
-                transition::Column::EventId,
-                transition::Column::FromStage,
-                transition::Column::ToStage,
-            ])
-            .filter(transition::Column::TenantId.eq(tenant))
-            .filter(transition::Column::ModelId.eq(model))
+        let rows: Vec<TransitionRow> = transition_rows(tenant, model)
             .filter(transition::Column::OccurredAt.lte(as_of))
             .order_by_asc(transition::Column::ContactId)
             .order_by_asc(transition::Column::OccurredAt)

@@ -17,7 +17,7 @@ use sea_orm::{
 
 use super::Store;
 use super::entities::{ended_stay, stage_mark, stage_move, stage_total, transition};
-use super::reads::{Stay, TransitionRow, stays_of};
+use super::reads::{Stay, TransitionRow, stays_of, transition_rows};
 
 /// Contacts per query when loading their transitions (two bound values each at most).
 const CONTACTS_PER_QUERY: usize = 500;
@@ -100,21 +100,6 @@ pub(crate) async fn models(
         .collect();
     models.extend(extra);
     Ok(models)
-}
-
-/// The transitions of a tenant's model, as stays are made of.
-fn transition_rows(tenant: &str, model: &str) -> sea_orm::Select<transition::Entity> {
-    transition::Entity::find()
-        .select_only()
-        .columns([
-            transition::Column::ContactId,
-            transition::Column::OccurredAt,
-            transition::Column::EventId,
-            transition::Column::FromStage,
-            transition::Column::ToStage,
-        ])
-        .filter(transition::Column::TenantId.eq(tenant))
-        .filter(transition::Column::ModelId.eq(model))
 }
 
 /// The stays of transitions in any order.

@@ -306,42 +306,16 @@ backend_tests!(
             ("c", "", "awareness", 2),
         ])
         .await;
-        let reply = app
-            .client
-            .clone()
-            .get_stage_metrics(pb::GetStageMetricsRequest {
-                range: days(0, 10),
-                as_of: Some(ts(10 * DAY)),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let rows: Vec<(String, i64, i64, i64, Option<i64>)> = reply
-            .stages
-            .iter()
-            .map(|s| {
-                (
-                    s.stage.clone(),
-                    s.contacts,
-                    s.entries,
-                    s.exits,
-                    s.median_time_in_stage.map(|d| d.seconds / 86_400),
-                )
-            })
-            .collect();
+        let (rows, moves) = stage_report(&app, days(0, 10), 10 * DAY).await;
+        let day = 86_400;
         assert_eq!(
             rows,
             [
-                ("awareness".into(), 1, 3, 2, Some(3)),
-                ("consideration".into(), 1, 2, 1, Some(6)),
+                ("awareness".into(), 1, 3, 2, Some(3 * day)),
+                ("consideration".into(), 1, 2, 1, Some(6 * day)),
                 ("conversion".into(), 1, 1, 0, None),
             ]
         );
-        let moves: Vec<(String, String, i64)> = reply
-            .transitions
-            .iter()
-            .map(|t| (t.from_stage.clone(), t.to_stage.clone(), t.count))
-            .collect();
         assert_eq!(
             moves,
             [
