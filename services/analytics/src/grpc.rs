@@ -1057,10 +1057,9 @@ impl AnalyticsApi {
         let (entries, entered_only) = if count_entries {
             // With no start, a contact's entry is its first step-1 event ever: the rollup
             // holds it. Only contacts with a later event can get past the entry.
-            let candidates: Vec<String> = events.keys().cloned().collect();
             let entries = self
                 .store
-                .entry_times(tenant, entry, end, &candidates)
+                .entry_times(tenant, entry, end, &kinds[1..], (start, until))
                 .await?;
             let all = self.store.entries(tenant, entry, end).await?;
             let entered_only = all - entries.len() as i64;

@@ -1154,7 +1154,13 @@ backend_tests!(
         let store = Store::new(conn);
         assert_eq!(store.entries("default", "page_view", NOW).await.unwrap(), 2);
         let mut first = store
-            .entry_times("default", "page_view", 5 * DAY, &["a".into(), "b".into()])
+            .entry_times(
+                "default",
+                "page_view",
+                5 * DAY,
+                &["page_view".into()],
+                (0, NOW),
+            )
             .await
             .unwrap();
         first.sort();
