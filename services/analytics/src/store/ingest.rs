@@ -225,7 +225,7 @@ impl Store {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let models = stage_rollup::models(
+        let models = stage_rollup::lock_models(
             &*txn,
             tenant,
             new_events.iter().map(|e| e.fact.model_id.clone()),
@@ -353,7 +353,7 @@ async fn merge(
     survivor: &str,
 ) -> Result<(), DbErr> {
     let both = [duplicate.to_owned(), survivor.to_owned()];
-    let models = stage_rollup::models(txn, tenant, []).await?;
+    let models = stage_rollup::lock_models(txn, tenant, []).await?;
     let before = stage_rollup::contributions(txn, tenant, &models, &both).await?;
     fact::Entity::update_many()
         .col_expr(fact::Column::ContactId, Expr::value(survivor))
@@ -402,7 +402,7 @@ async fn merge(
 
 /// Removes every fact of an erased contact.
 async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Result<(), DbErr> {
-    let models = stage_rollup::models(txn, tenant, []).await?;
+    let models = stage_rollup::lock_models(txn, tenant, []).await?;
     let before =
         stage_rollup::contributions(txn, tenant, &models, &[contact_id.to_owned()]).await?;
     stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;

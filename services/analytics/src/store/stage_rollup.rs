@@ -83,8 +83,13 @@ impl Contributions {
     }
 }
 
-/// The models `tenant` has transitions of, with `extra` (those about to be written).
-pub(crate) async fn models(
+/// The models `tenant` has transitions of, with `extra` (those about to be written), each
+/// locked for the rest of the transaction. A writer takes contacts' stays out of the
+/// rollups as it reads them and puts them back as it leaves them: on PostgreSQL two
+/// transactions changing the same contact at once would each miss the other's change, so
+/// writers of a model's rollups queue here, in the models' order (SQLite's writers already
+/// queue on the write gate, and it has no row locks).
+pub(crate) async fn lock_models(
     conn: &impl ConnectionTrait,
     tenant: &str,
     extra: impl IntoIterator<Item = String>,
@@ -99,6 +104,23 @@ pub(crate) async fn models(
         .into_iter()
         .collect();
     models.extend(extra);
+    for model in &models {
+        // A model's first transitions: its mark must exist to be locked.
+        stage_mark::Entity::insert(stage_mark::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            model_id: Set(model.clone()),
+            latest_at: Set(i64::MIN),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(conn)
+        .await?;
+        stage_mark::Entity::find()
+            .filter(stage_mark::Column::TenantId.eq(tenant))
+            .filter(stage_mark::Column::ModelId.eq(model.as_str()))
+            .lock_exclusive()
+            .one(conn)
+            .await?;
+    }
     Ok(models)
 }
 

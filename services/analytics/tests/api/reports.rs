@@ -1167,3 +1167,48 @@ backend_tests!(
         assert_eq!(first, [("a".to_owned(), 2 * DAY)]);
     }
 );
+
+backend_tests!(
+    stage_rollups_stay_exact_when_batches_for_the_same_contacts_arrive_at_once,
+    |db| async move {
+        let app = std::sync::Arc::new(TestApp::spawn(&db).await);
+        let stages = ["awareness", "consideration", "conversion", "retention"];
+        let first: Vec<String> = (0..50).map(|c| format!("c{c}")).collect();
+        let first: Vec<(&str, &str, &str, i64)> = first
+            .iter()
+            .map(|c| (c.as_str(), "", "awareness", 0))
+            .collect();
+        app.transitions(&first).await;
+        // Sixteen deliveries at once, each moving the same 50 contacts at its own instants.
+        let calls = (0..16i64).map(|call| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let moves: Vec<(String, &str, &str, i64)> = (0..50)
+                    .map(|c| {
+                        let stage = stages[((call + c) % 4) as usize];
+                        (format!("c{c}"), "", stage, 1 + call * 3 + c % 3)
+                    })
+                    .collect();
+                let borrowed: Vec<(&str, &str, &str, i64)> = moves
+                    .iter()
+                    .map(|(c, from, to, day)| (c.as_str(), *from, *to, *day))
+                    .collect();
+                app.transitions(&borrowed).await;
+            })
+        });
+        for call in calls {
+            call.await.unwrap();
+        }
+        let (rows, _) = rollup_and_scan(&app).await;
+        assert_eq!(
+            rows.iter().map(|r| r.2).sum::<i64>(),
+            850,
+            "every move entered once"
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.1).sum::<i64>(),
+            50,
+            "each contact in one stage"
+        );
+    }
+);
