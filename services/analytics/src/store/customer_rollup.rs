@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Statement,
+};
 
 use super::entities::{contact, customer_order, order};
 
@@ -28,6 +31,7 @@ pub(crate) async fn refresh(
     if all.is_empty() {
         return Ok(());
     }
+    serialize(conn, tenant).await?;
     // (contact, currency) -> order days.
     let mut days: BTreeMap<(String, String), Vec<OrderDay>> = BTreeMap::new();
     for chunk in all.chunks(CONTACTS_PER_QUERY) {
@@ -98,6 +102,24 @@ pub(crate) async fn refresh(
             .exec_without_returning(conn)
             .await?;
     }
+    Ok(())
+}
+
+/// On PostgreSQL, waits until no other transaction of the tenant is between its rewrite
+/// and its commit, and holds that turn until this one commits: a rewrite reads the
+/// contacts' orders, and one that read them before another transaction's commit would
+/// write the rows without that transaction's orders. (SQLite's writers already queue on
+/// the write gate.)
+async fn serialize(conn: &impl ConnectionTrait, tenant: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    conn.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        [format!("clm.customer_orders:{tenant}").into()],
+    ))
+    .await?;
     Ok(())
 }
 
