@@ -231,14 +231,26 @@ impl Store {
             new_events.iter().map(|e| e.fact.model_id.clone()),
         )
         .await?;
-        let before = stage_rollup::contributions(&*txn, tenant, &models, &contacts).await?;
+        let mut transitions =
+            stage_rollup::transitions_of(&*txn, tenant, &models, &contacts).await?;
+        let before = stage_rollup::contributions(&transitions);
         for chunk in rows.chunks(1000) {
             transition::Entity::insert_many(chunk.to_vec())
                 .on_conflict_do_nothing()
                 .exec_without_returning(&txn)
                 .await?;
         }
-        let after = stage_rollup::contributions(&*txn, tenant, &models, &contacts).await?;
+        // The new transitions are new to the table too (`fresh` kept only unseen ids).
+        for e in new_events {
+            transitions.entry(e.fact.model_id).or_default().push((
+                e.contact_id,
+                e.occurred_at,
+                e.event_id,
+                e.fact.from_stage,
+                e.fact.to_stage,
+            ));
+        }
+        let after = stage_rollup::contributions(&transitions);
         stage_rollup::apply(&*txn, tenant, &before, &after).await?;
         txn.commit().await?;
         Ok((new.len() as u64, total - new.len() as u64))
@@ -354,7 +366,8 @@ async fn merge(
 ) -> Result<(), DbErr> {
     let both = [duplicate.to_owned(), survivor.to_owned()];
     let models = stage_rollup::lock_models(txn, tenant, []).await?;
-    let before = stage_rollup::contributions(txn, tenant, &models, &both).await?;
+    let mut transitions = stage_rollup::transitions_of(txn, tenant, &models, &both).await?;
+    let before = stage_rollup::contributions(&transitions);
     fact::Entity::update_many()
         .col_expr(fact::Column::ContactId, Expr::value(survivor))
         .filter(fact::Column::TenantId.eq(tenant))
@@ -367,7 +380,12 @@ async fn merge(
         .filter(transition::Column::ContactId.eq(duplicate))
         .exec(txn)
         .await?;
-    let after = stage_rollup::contributions(txn, tenant, &models, &both).await?;
+    for row in transitions.values_mut().flatten() {
+        if row.0 == duplicate {
+            survivor.clone_into(&mut row.0);
+        }
+    }
+    let after = stage_rollup::contributions(&transitions);
     stage_rollup::apply(txn, tenant, &before, &after).await?;
     entry_rollup::merge(txn, tenant, duplicate, survivor).await?;
     let orders = order::Entity::find()
@@ -403,8 +421,9 @@ async fn merge(
 /// Removes every fact of an erased contact.
 async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Result<(), DbErr> {
     let models = stage_rollup::lock_models(txn, tenant, []).await?;
-    let before =
-        stage_rollup::contributions(txn, tenant, &models, &[contact_id.to_owned()]).await?;
+    let before = stage_rollup::contributions(
+        &stage_rollup::transitions_of(txn, tenant, &models, &[contact_id.to_owned()]).await?,
+    );
     stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;
     entry_rollup::erase(txn, tenant, contact_id).await?;
     fact::Entity::delete_many()

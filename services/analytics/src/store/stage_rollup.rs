@@ -130,16 +130,19 @@ fn sorted_stays(mut rows: Vec<TransitionRow>) -> Vec<Stay> {
     stays_of(rows)
 }
 
-/// The contributions of `contacts`' stays in `models`, from their stored transitions.
-pub(crate) async fn contributions(
+/// Transitions per model: what the stays of some contacts are made of.
+pub(crate) type Transitions = BTreeMap<String, Vec<TransitionRow>>;
+
+/// The stored transitions of `contacts` in `models`.
+pub(crate) async fn transitions_of(
     conn: &impl ConnectionTrait,
     tenant: &str,
     models: &BTreeSet<String>,
     contacts: &[String],
-) -> Result<Contributions, DbErr> {
-    let mut out = Contributions::default();
+) -> Result<Transitions, DbErr> {
+    let mut out = Transitions::new();
     for model in models {
-        let mut rows: Vec<TransitionRow> = Vec::new();
+        let rows = out.entry(model.clone()).or_default();
         for chunk in contacts.chunks(CONTACTS_PER_QUERY) {
             rows.extend(
                 transition_rows(tenant, model)
@@ -149,9 +152,18 @@ pub(crate) async fn contributions(
                     .await?,
             );
         }
-        out.add(model, sorted_stays(rows));
     }
     Ok(out)
+}
+
+/// What the stays of `transitions` add to the rollups. A writer loads the contacts'
+/// transitions once, takes this before its change and again on the changed copy.
+pub(crate) fn contributions(transitions: &Transitions) -> Contributions {
+    let mut out = Contributions::default();
+    for (model, rows) in transitions {
+        out.add(model, sorted_stays(rows.clone()));
+    }
+    out
 }
 
 /// Moves the rollups from `before` to `after` (the same contacts' contributions).
@@ -441,8 +453,7 @@ pub(crate) async fn build_all(conn: &impl ConnectionTrait) -> Result<(), DbErr> 
             .into_tuple()
             .all(conn)
             .await?;
-        let mut all = Contributions::default();
-        all.add(&model, sorted_stays(rows));
+        let all = contributions(&Transitions::from([(model, rows)]));
         apply(conn, &tenant, &Contributions::default(), &all).await?;
     }
     Ok(())
