@@ -144,11 +144,18 @@ impl<D: Deliver> Relay<D> {
     }
 
     /// Delivers until `shutdown`; database errors are logged and retried.
+    ///
+    /// Turns overlap: while one claim is being delivered, the rows delivered before it are
+    /// removed and the next rows are claimed, in one wait for the database's writer. A
+    /// relay that waited for the writer before and after each delivery left its receiver
+    /// idle behind the sender's own writes (on SQLite a sender's transactions hold its one
+    /// writer for hundreds of milliseconds under load).
     pub async fn run(mut self, shutdown: Shutdown) {
         tracing::info!(target_service = self.target, "outbox relay started");
         let mut failed_turns: u32 = 0;
+        let mut pipeline = Pipeline::default();
         while !shutdown.is_triggered() {
-            let turn = match self.turn().await {
+            let turn = match self.overlapped_turn(&mut pipeline).await {
                 Ok(turn) => turn,
                 Err(error) => {
                     tracing::warn!(target_service = self.target, %error, "outbox relay turn failed");
@@ -197,23 +204,102 @@ impl<D: Deliver> Relay<D> {
                 () = shutdown.wait() => {}
             }
         }
+        if let Err(error) = self.settle(&mut pipeline.delivered).await {
+            tracing::warn!(target_service = self.target, %error, "outbox relay could not remove delivered rows");
+        }
         tracing::info!(target_service = self.target, "outbox relay stopped");
     }
 
-    /// One round: claim due messages, deliver them per tenant, acknowledge or reschedule.
-    pub async fn turn(&self) -> Result<Turn, sea_orm::DbErr> {
+    /// One round of `run`: delivers the rows claimed ahead (or claims now), and meanwhile
+    /// removes the rows delivered before and claims the next.
+    async fn overlapped_turn(&self, pipeline: &mut Pipeline) -> Result<Turn, sea_orm::DbErr> {
+        let claimed = if pipeline.ahead.is_empty() {
+            self.settle_and_claim(&mut pipeline.delivered).await?
+        } else {
+            std::mem::take(&mut pipeline.ahead)
+        };
+        if claimed.is_empty() {
+            return Ok(Turn::default());
+        }
+        // The rows being delivered are leased, so the claim ahead cannot take them.
+        let (outcome, ahead) = tokio::join!(
+            self.deliver_claimed(claimed),
+            self.settle_and_claim(&mut pipeline.delivered)
+        );
+        let outcome = outcome?;
+        let ahead = match ahead {
+            Ok(ahead) => ahead,
+            Err(error) => {
+                tracing::warn!(target_service = self.target, %error, "outbox relay claim failed");
+                Vec::new()
+            }
+        };
+        if outcome.failed > 0 {
+            // Deliveries stop for the backoff: the rows claimed ahead go back to the queue
+            // now rather than when their lease runs out.
+            let ids: Vec<i64> = ahead.iter().map(|m| m.id).collect();
+            if !ids.is_empty() {
+                let _gate = clm_store::write_gate(&self.db).await;
+                store::unlease(&self.db, &ids).await?;
+            }
+        } else {
+            pipeline.ahead = ahead;
+        }
+        pipeline.delivered.extend(outcome.delivered.iter().copied());
+        Ok(Turn {
+            delivered: outcome.delivered.len(),
+            failed: outcome.failed,
+        })
+    }
+
+    /// Removes `delivered` rows (clearing the list once they are gone), then claims the
+    /// next due rows, under one wait for the writer.
+    async fn settle_and_claim(
+        &self,
+        delivered: &mut Vec<i64>,
+    ) -> Result<Vec<Message>, sea_orm::DbErr> {
         let now = micros_now();
-        let gate = clm_store::write_gate(&self.db).await;
-        let claimed = store::claim(
+        let _gate = clm_store::write_gate(&self.db).await;
+        if !delivered.is_empty() {
+            store::acknowledge(&self.db, delivered).await?;
+            delivered.clear();
+        }
+        store::claim(
             &self.db,
             self.target,
             now,
             now + micros(self.options.lease),
             self.options.batch_size,
         )
-        .await?;
-        drop(gate);
-        let mut turn = Turn::default();
+        .await
+    }
+
+    /// Removes `delivered` rows.
+    async fn settle(&self, delivered: &mut Vec<i64>) -> Result<(), sea_orm::DbErr> {
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        let _gate = clm_store::write_gate(&self.db).await;
+        store::acknowledge(&self.db, delivered).await?;
+        delivered.clear();
+        Ok(())
+    }
+
+    /// One round: claim due messages, deliver them per tenant, acknowledge or reschedule.
+    pub async fn turn(&self) -> Result<Turn, sea_orm::DbErr> {
+        let claimed = self.settle_and_claim(&mut Vec::new()).await?;
+        let mut outcome = self.deliver_claimed(claimed).await?;
+        self.settle(&mut outcome.delivered).await?;
+        Ok(Turn {
+            delivered: outcome.delivered_count,
+            failed: outcome.failed,
+        })
+    }
+
+    /// Delivers `claimed` per tenant; failed batches are rescheduled with backoff. Returns
+    /// the ids the receiver acknowledged (still to be removed).
+    async fn deliver_claimed(&self, claimed: Vec<Message>) -> Result<Delivered, sea_orm::DbErr> {
+        let mut outcome = Delivered::default();
         for (tenant, batch) in by_tenant(claimed) {
             let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
             let attempt = batch.iter().map(|m| m.attempts).max().unwrap_or(0) + 1;
@@ -241,12 +327,11 @@ impl<D: Deliver> Relay<D> {
                 .await;
             match result {
                 Ok(()) => {
-                    let _gate = clm_store::write_gate(&self.db).await;
-                    store::acknowledge(&self.db, &ids).await?;
-                    turn.delivered += ids.len();
                     if let Some(c) = &self.counters {
                         c.delivered.inc_by(ids.len() as u64);
                     }
+                    outcome.delivered_count += ids.len();
+                    outcome.delivered.extend(ids);
                 }
                 Err(error) => {
                     span.record("otel.status_code", "ERROR");
@@ -261,14 +346,14 @@ impl<D: Deliver> Relay<D> {
                     );
                     let _gate = clm_store::write_gate(&self.db).await;
                     store::release(&self.db, &ids, micros_now() + micros(delay), &error.0).await?;
-                    turn.failed += ids.len();
+                    outcome.failed += ids.len();
                     if let Some(c) = &self.counters {
                         c.retried.inc_by(ids.len() as u64);
                     }
                 }
             }
         }
-        Ok(turn)
+        Ok(outcome)
     }
 
     /// Exponential backoff with jitter: a random delay between half and all of
@@ -285,6 +370,26 @@ impl<D: Deliver> Relay<D> {
         let half = full / 2;
         half + full.saturating_sub(half).mul_f64(rand::random::<f64>())
     }
+}
+
+/// What `run` carries from one turn to the next.
+#[derive(Default)]
+struct Pipeline {
+    /// Rows the receiver acknowledged that are not removed yet.
+    delivered: Vec<i64>,
+    /// Rows claimed while the previous claim was being delivered.
+    ahead: Vec<Message>,
+}
+
+/// The outcome of delivering one claim.
+#[derive(Default)]
+struct Delivered {
+    /// Ids the receiver acknowledged.
+    delivered: Vec<i64>,
+    /// How many they were.
+    delivered_count: usize,
+    /// Messages rescheduled after a failed delivery.
+    failed: usize,
 }
 
 /// Splits claimed messages into per-tenant batches, keeping their order.

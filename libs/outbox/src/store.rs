@@ -140,6 +140,17 @@ pub(crate) async fn acknowledge<C: ConnectionTrait>(db: &C, ids: &[i64]) -> Resu
     Ok(())
 }
 
+/// Gives back leased messages that were not sent, due again at once.
+pub(crate) async fn unlease<C: ConnectionTrait>(db: &C, ids: &[i64]) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    Entity::update_many()
+        .col_expr(Column::LeaseUntil, Expr::value(0i64))
+        .filter(Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Releases messages whose delivery failed, to be retried at `retry_at`.
 pub(crate) async fn release<C: ConnectionTrait>(
     db: &C,

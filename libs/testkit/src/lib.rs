@@ -313,3 +313,28 @@ mod tests {
         assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
     }
 }
+
+/// Checks a migrator whose last migration replaces the index `replaced` of `table` with
+/// `newest`: migrated to the end, `newest` is there and `replaced` gone; one step down
+/// brings `replaced` back without `newest`; up again swaps them once more.
+pub async fn check_last_migration_swaps_index<M: sea_orm_migration::MigratorTrait>(
+    conn: &sea_orm::DatabaseConnection,
+    table: &str,
+    replaced: &str,
+    newest: &str,
+) {
+    use sea_orm_migration::SchemaManager;
+    let state = || async {
+        let manager = SchemaManager::new(conn);
+        (
+            manager.has_index(table, replaced).await.unwrap(),
+            manager.has_index(table, newest).await.unwrap(),
+        )
+    };
+    M::up(conn, None).await.unwrap();
+    assert_eq!(state().await, (false, true), "after the migration");
+    M::down(conn, Some(1)).await.unwrap();
+    assert_eq!(state().await, (true, false), "after rolling it back");
+    M::up(conn, None).await.unwrap();
+    assert_eq!(state().await, (false, true), "after migrating again");
+}

@@ -241,21 +241,15 @@ impl Batch {
                 .exec_without_returning(txn)
                 .await?;
         }
-        for (contact, state) in self.contacts.drain() {
-            if state.facts_changed {
-                let facts = &state.facts;
-                save_facts(
-                    txn,
-                    tenant,
-                    &contact,
-                    &facts.attributes,
-                    facts.score,
-                    &facts.band,
-                    now,
-                )
-                .await?;
-            }
-        }
+        let mut changed: Vec<_> = self
+            .contacts
+            .iter()
+            .filter(|(_, state)| state.facts_changed)
+            .map(|(contact, state)| (contact, &state.facts))
+            .collect();
+        changed.sort_unstable_by_key(|(contact, _)| *contact);
+        save_facts(txn, tenant, &changed, now).await?;
+        self.contacts.clear();
         self.writes.flush(txn).await
     }
 }

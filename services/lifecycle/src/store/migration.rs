@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateLifecycleTables)];
         migrations.extend(clm_outbox::migrations());
+        migrations.push(Box::new(CoverActivitiesByContact));
         migrations
     }
 }
@@ -173,11 +174,7 @@ const INDEXES: &[IndexSpec] = &[
         &["tenant_id", "model_id", "contact_id", "id"],
     ),
     ("lifecycle_events", "events_by_tenant", &["tenant_id", "id"]),
-    (
-        "activities",
-        "activities_by_contact",
-        &["tenant_id", "contact_id", "occurred_at"],
-    ),
+    ACTIVITIES_BY_CONTACT,
     (
         "contact_stages",
         "contacts_by_stage",
@@ -194,5 +191,47 @@ impl MigrationTrait for CreateLifecycleTables {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         schema::drop(manager, TABLES).await
+    }
+}
+
+const ACTIVITIES_BY_CONTACT: IndexSpec = (
+    "activities",
+    "activities_by_contact",
+    &["tenant_id", "contact_id", "occurred_at"],
+);
+
+/// Each applied call reads the histories of the contacts it touches: the kind and amount
+/// were not in the by-contact index, so every activity was a lookup in the table, a page
+/// read apiece. The index now holds them.
+struct CoverActivitiesByContact;
+
+impl MigrationName for CoverActivitiesByContact {
+    fn name(&self) -> &str {
+        "m20261201_000001_cover_activities_by_contact"
+    }
+}
+
+const ACTIVITIES_BY_CONTACT_COVERING: IndexSpec = (
+    "activities",
+    "activities_by_contact_covering",
+    &[
+        "tenant_id",
+        "contact_id",
+        "occurred_at",
+        "kind",
+        "amount_micros",
+    ],
+);
+
+#[async_trait::async_trait]
+impl MigrationTrait for CoverActivitiesByContact {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create_indexes(manager, &[ACTIVITIES_BY_CONTACT_COVERING]).await?;
+        schema::drop_indexes(manager, &[ACTIVITIES_BY_CONTACT]).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create_indexes(manager, &[ACTIVITIES_BY_CONTACT]).await?;
+        schema::drop_indexes(manager, &[ACTIVITIES_BY_CONTACT_COVERING]).await
     }
 }

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod migrations;
 mod models;
 mod segments;
 mod stages;

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateScoringTables)];
         migrations.extend(clm_outbox::migrations());
+        migrations.push(Box::new(CoverLedgerByContact));
         migrations
     }
 }
@@ -137,11 +138,7 @@ const INDEXES: &[IndexSpec] = &[
         "history_by_contact",
         &["tenant_id", "contact_id", "occurred_at"],
     ),
-    (
-        "score_ledger",
-        "ledger_by_contact",
-        &["tenant_id", "model_id", "contact_id", "occurred_at"],
-    ),
+    LEDGER_BY_CONTACT,
     (
         "band_events",
         "band_events_by_event",
@@ -168,5 +165,49 @@ impl MigrationTrait for CreateScoringTables {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         schema::drop(manager, TABLES).await
+    }
+}
+
+const LEDGER_BY_CONTACT: IndexSpec = (
+    "score_ledger",
+    "ledger_by_contact",
+    &["tenant_id", "model_id", "contact_id", "occurred_at"],
+);
+
+/// Each applied call re-folds the ledgers of the contacts it touches: the event, rule and
+/// points were not in the by-contact index, so every entry was a lookup in the table, a
+/// page read apiece. The index now holds them.
+struct CoverLedgerByContact;
+
+impl MigrationName for CoverLedgerByContact {
+    fn name(&self) -> &str {
+        "m20261201_000001_cover_ledger_by_contact"
+    }
+}
+
+const LEDGER_BY_CONTACT_COVERING: IndexSpec = (
+    "score_ledger",
+    "ledger_by_contact_covering",
+    &[
+        "tenant_id",
+        "model_id",
+        "contact_id",
+        "occurred_at",
+        "event_id",
+        "rule_id",
+        "points",
+    ],
+);
+
+#[async_trait::async_trait]
+impl MigrationTrait for CoverLedgerByContact {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create_indexes(manager, &[LEDGER_BY_CONTACT_COVERING]).await?;
+        schema::drop_indexes(manager, &[LEDGER_BY_CONTACT]).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create_indexes(manager, &[LEDGER_BY_CONTACT]).await?;
+        schema::drop_indexes(manager, &[LEDGER_BY_CONTACT_COVERING]).await
     }
 }

@@ -5,5 +5,6 @@
 mod helpers;
 
 mod cache;
+mod migrations;
 mod models;
 mod scores;
