@@ -516,6 +516,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                 .collect();
             let empty = BTreeMap::new();
             let mut rows = Vec::with_capacity(chunk.len());
+            let mut crossings = Vec::new();
             for contact in chunk {
                 let entries = ledgers.remove(contact).unwrap_or_default();
                 let state = fold(
@@ -533,7 +534,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                 let crossed = (model.rank(&band_after) > model.rank(&band_before))
                     .then(|| (band_before.clone(), band_after.clone()));
                 if let Some((from, to)) = &crossed {
-                    band_event::Entity::insert(band_event::ActiveModel {
+                    crossings.push(band_event::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),
                         model_id: Set(model.id.clone()),
                         contact_id: Set(contact.clone()),
@@ -542,10 +543,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                         to_band: Set(to.clone()),
                         total: Set(state.at(now).0),
                         occurred_at: Set(now),
-                    })
-                    .on_conflict_do_nothing()
-                    .exec_without_returning(db)
-                    .await?;
+                    });
                 }
                 rows.push(score::ActiveModel {
                     tenant_id: Set(tenant.to_owned()),
@@ -564,6 +562,13 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                     band_after,
                     cause: touched[contact].clone(),
                 });
+            }
+            // Written together: an ingest call moves dozens of contacts up a band.
+            if !crossings.is_empty() {
+                band_event::Entity::insert_many(crossings)
+                    .on_conflict_do_nothing()
+                    .exec_without_returning(db)
+                    .await?;
             }
             score::Entity::insert_many(rows)
                 .on_conflict(
