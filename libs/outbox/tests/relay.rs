@@ -96,6 +96,32 @@ async fn drain(relay: &Relay<Receiver>) {
     panic!("the outbox never drained");
 }
 
+/// A running relay of the "receiver" rows of `conn`, with its wake-up and its shutdown.
+struct Running {
+    wake: Wake,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn spawn<D: Deliver>(conn: &DatabaseConnection, deliver: D, options: RelayOptions) -> Self {
+        let wake = Wake::new();
+        let shutdown = Shutdown::new();
+        let relay = Relay::new(conn.clone(), "receiver", deliver, wake.clone(), options);
+        let task = tokio::spawn(relay.run(shutdown.clone()));
+        Self {
+            wake,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        self.task.await.unwrap();
+    }
+}
+
 backend_tests!(
     a_receiver_may_enqueue_more_rows_than_one_statement_can_bind,
     |db| async move {
@@ -241,22 +267,13 @@ backend_tests!(
     |db| async move {
         let conn = open(&db).await;
         let receiver = Receiver::default();
-        let wake = Wake::new();
-        let shutdown = Shutdown::new();
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            wake.clone(),
-            fast(),
-        );
-        let running = tokio::spawn(relay.run(shutdown.clone()));
+        let running = Running::spawn(&conn, receiver.clone(), fast());
         // Let the relay go idle: with a one-hour poll, only the wake-up can start delivery.
         tokio::time::sleep(Duration::from_millis(100)).await;
         enqueue(&conn, 1, vec![message("t1", "woken")])
             .await
             .unwrap();
-        wake.notify();
+        running.wake.notify();
         tokio::time::timeout(Duration::from_secs(10), async {
             while receiver.applied.lock().unwrap().is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -264,8 +281,7 @@ backend_tests!(
         })
         .await
         .expect("delivered on wake-up");
-        shutdown.trigger();
-        running.await.unwrap();
+        running.stop().await;
     }
 );
 
@@ -282,27 +298,18 @@ backend_tests!(
         .unwrap();
         let receiver = Receiver::default();
         *receiver.lose_acks.lock().unwrap() = u32::MAX; // every delivery fails
-        let wake = Wake::new();
         let options = RelayOptions {
             batch_size: 1,
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_millis(400),
             ..fast()
         };
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            wake.clone(),
-            options,
-        );
-        let shutdown = Shutdown::new();
-        let running = tokio::spawn(relay.run(shutdown.clone()));
+        let running = Running::spawn(&conn, receiver.clone(), options);
         // A busy producer: a wake-up every 5 ms, each of which would send the next due
         // batch to the dead receiver if nothing held the relay back.
         let attempts = || -> u32 { receiver.received.lock().unwrap().values().sum() };
         for _ in 0..200 {
-            wake.notify();
+            running.wake.notify();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let while_failing = attempts();
@@ -318,7 +325,7 @@ backend_tests!(
             if !any_pending(&conn, "receiver").await.unwrap() {
                 break;
             }
-            wake.notify();
+            running.wake.notify();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(
@@ -326,8 +333,7 @@ backend_tests!(
             "the backlog drained"
         );
         assert_eq!(receiver.applied.lock().unwrap().len(), 200);
-        shutdown.trigger();
-        running.await.unwrap();
+        running.stop().await;
     }
 );
 
@@ -363,17 +369,8 @@ backend_tests!(
         }
 
         let receiver = Recording::default();
-        let wake = Wake::new();
-        let shutdown = Shutdown::new();
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            wake.clone(),
-            fast(),
-        );
-        let running = tokio::spawn(relay.run(shutdown.clone()));
-        wake.notify();
+        let running = Running::spawn(&conn, receiver.clone(), fast());
+        running.wake.notify();
         tokio::time::timeout(Duration::from_secs(30), async {
             while any_pending(&conn, "receiver").await.unwrap() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -381,8 +378,7 @@ backend_tests!(
         })
         .await
         .expect("the backlog drained and every delivered row was removed");
-        shutdown.trigger();
-        running.await.unwrap();
+        running.stop().await;
 
         let log = receiver.0.lock().unwrap().clone();
         assert_eq!(log.len(), 600, "each row delivered exactly once");
@@ -422,29 +418,19 @@ backend_tests!(
             backoff_max: Duration::from_secs(60),
             ..fast()
         };
-        let wake = Wake::new();
-        let shutdown = Shutdown::new();
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            wake.clone(),
-            options,
-        );
-        let running = tokio::spawn(relay.run(shutdown.clone()));
-        wake.notify();
+        let running = Running::spawn(&conn, receiver.clone(), options);
+        running.wake.notify();
         // The second claim (rows 50-99), taken while the first was being delivered, is
         // not held for its lease: the next turn delivers it.
         tokio::time::timeout(Duration::from_secs(30), async {
             while receiver.applied.lock().unwrap().len() < 100 {
-                wake.notify();
+                running.wake.notify();
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
         .await
         .expect("the rows claimed ahead were delivered without waiting for their lease");
-        shutdown.trigger();
-        running.await.unwrap();
+        running.stop().await;
         let depth = stats(&conn, "receiver").await.unwrap().depth;
         assert_eq!(depth, 50, "only the failed batch waits for its retry");
     }

@@ -108,3 +108,34 @@ pub async fn drop(manager: &SchemaManager<'_>, tables: &[TableSpec]) -> Result<(
     }
     Ok(())
 }
+
+/// A migration that puts the index `new` in place of `old` (built first, so queries keep
+/// an index meanwhile; the names differ because SQLite would not recreate a name it had
+/// just dropped in the same migration). Rolling back restores `old`.
+pub struct ReplaceIndex {
+    /// The migration's name.
+    pub name: &'static str,
+    /// The index that goes.
+    pub old: IndexSpec,
+    /// The index that takes its place.
+    pub new: IndexSpec,
+}
+
+impl MigrationName for ReplaceIndex {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ReplaceIndex {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_indexes(manager, &[self.new]).await?;
+        drop_indexes(manager, &[self.old]).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        create_indexes(manager, &[self.old]).await?;
+        drop_indexes(manager, &[self.new]).await
+    }
+}

@@ -1,6 +1,6 @@
 //! The analytics schema. Every index leads with `tenant_id`.
 
-use clm_store::schema::{self, IndexSpec, TableSpec};
+use clm_store::schema::{self, IndexSpec, ReplaceIndex, TableSpec};
 use sea_orm_migration::prelude::*;
 
 /// The analytics service's migrator.
@@ -15,7 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateStageRollups),
             Box::new(CreateCustomerRollup),
             Box::new(CreateEntryRollup),
-            Box::new(CoverFactsByKind),
+            Box::new(COVER_FACTS_BY_KIND),
         ]
     }
 }
@@ -330,29 +330,12 @@ impl MigrationTrait for CreateEntryRollup {
 /// the same instant): the id was not in the by-kind index, so each event was a lookup in
 /// the table, a page read apiece (the larger part of a funnel's time). The index now holds
 /// it.
-struct CoverFactsByKind;
-
-impl MigrationName for CoverFactsByKind {
-    fn name(&self) -> &str {
-        "m20261130_000005_cover_facts_by_kind"
-    }
-}
-
-const FACTS_BY_KIND_WITH_ID: IndexSpec = (
-    "interaction_facts",
-    "facts_by_kind_with_id",
-    &["tenant_id", "kind", "occurred_at", "contact_id", "event_id"],
-);
-
-#[async_trait::async_trait]
-impl MigrationTrait for CoverFactsByKind {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, &[FACTS_BY_KIND_WITH_ID]).await?;
-        schema::drop_indexes(manager, &[FACTS_BY_KIND]).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::drop_indexes(manager, &[FACTS_BY_KIND_WITH_ID]).await?;
-        schema::create_indexes(manager, &[FACTS_BY_KIND]).await
-    }
-}
+const COVER_FACTS_BY_KIND: ReplaceIndex = ReplaceIndex {
+    name: "m20261130_000005_cover_facts_by_kind",
+    old: FACTS_BY_KIND,
+    new: (
+        "interaction_facts",
+        "facts_by_kind_with_id",
+        &["tenant_id", "kind", "occurred_at", "contact_id", "event_id"],
+    ),
+};

@@ -1,6 +1,6 @@
 //! The lifecycle schema. Every index leads with `tenant_id`.
 
-use clm_store::schema::{self, IndexSpec, TableSpec};
+use clm_store::schema::{self, IndexSpec, ReplaceIndex, TableSpec};
 use sea_orm_migration::prelude::*;
 
 /// The lifecycle service's migrator.
@@ -11,7 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateLifecycleTables)];
         migrations.extend(clm_outbox::migrations());
-        migrations.push(Box::new(CoverActivitiesByContact));
+        migrations.push(Box::new(COVER_ACTIVITIES_BY_CONTACT));
         migrations
     }
 }
@@ -203,35 +203,18 @@ const ACTIVITIES_BY_CONTACT: IndexSpec = (
 /// Each applied call reads the histories of the contacts it touches: the kind and amount
 /// were not in the by-contact index, so every activity was a lookup in the table, a page
 /// read apiece. The index now holds them.
-struct CoverActivitiesByContact;
-
-impl MigrationName for CoverActivitiesByContact {
-    fn name(&self) -> &str {
-        "m20261201_000001_cover_activities_by_contact"
-    }
-}
-
-const ACTIVITIES_BY_CONTACT_COVERING: IndexSpec = (
-    "activities",
-    "activities_by_contact_covering",
-    &[
-        "tenant_id",
-        "contact_id",
-        "occurred_at",
-        "kind",
-        "amount_micros",
-    ],
-);
-
-#[async_trait::async_trait]
-impl MigrationTrait for CoverActivitiesByContact {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, &[ACTIVITIES_BY_CONTACT_COVERING]).await?;
-        schema::drop_indexes(manager, &[ACTIVITIES_BY_CONTACT]).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, &[ACTIVITIES_BY_CONTACT]).await?;
-        schema::drop_indexes(manager, &[ACTIVITIES_BY_CONTACT_COVERING]).await
-    }
-}
+const COVER_ACTIVITIES_BY_CONTACT: ReplaceIndex = ReplaceIndex {
+    name: "m20261201_000001_cover_activities_by_contact",
+    old: ACTIVITIES_BY_CONTACT,
+    new: (
+        "activities",
+        "activities_by_contact_covering",
+        &[
+            "tenant_id",
+            "contact_id",
+            "occurred_at",
+            "kind",
+            "amount_micros",
+        ],
+    ),
+};

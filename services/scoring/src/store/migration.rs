@@ -1,6 +1,6 @@
 //! The scoring schema. Every index leads with `tenant_id`.
 
-use clm_store::schema::{self, IndexSpec, TableSpec};
+use clm_store::schema::{self, IndexSpec, ReplaceIndex, TableSpec};
 use sea_orm_migration::prelude::*;
 
 /// The scoring service's migrator.
@@ -11,7 +11,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateScoringTables)];
         migrations.extend(clm_outbox::migrations());
-        migrations.push(Box::new(CoverLedgerByContact));
+        migrations.push(Box::new(COVER_LEDGER_BY_CONTACT));
         migrations
     }
 }
@@ -177,37 +177,20 @@ const LEDGER_BY_CONTACT: IndexSpec = (
 /// Each applied call re-folds the ledgers of the contacts it touches: the event, rule and
 /// points were not in the by-contact index, so every entry was a lookup in the table, a
 /// page read apiece. The index now holds them.
-struct CoverLedgerByContact;
-
-impl MigrationName for CoverLedgerByContact {
-    fn name(&self) -> &str {
-        "m20261201_000001_cover_ledger_by_contact"
-    }
-}
-
-const LEDGER_BY_CONTACT_COVERING: IndexSpec = (
-    "score_ledger",
-    "ledger_by_contact_covering",
-    &[
-        "tenant_id",
-        "model_id",
-        "contact_id",
-        "occurred_at",
-        "event_id",
-        "rule_id",
-        "points",
-    ],
-);
-
-#[async_trait::async_trait]
-impl MigrationTrait for CoverLedgerByContact {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, &[LEDGER_BY_CONTACT_COVERING]).await?;
-        schema::drop_indexes(manager, &[LEDGER_BY_CONTACT]).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        schema::create_indexes(manager, &[LEDGER_BY_CONTACT]).await?;
-        schema::drop_indexes(manager, &[LEDGER_BY_CONTACT_COVERING]).await
-    }
-}
+const COVER_LEDGER_BY_CONTACT: ReplaceIndex = ReplaceIndex {
+    name: "m20261201_000001_cover_ledger_by_contact",
+    old: LEDGER_BY_CONTACT,
+    new: (
+        "score_ledger",
+        "ledger_by_contact_covering",
+        &[
+            "tenant_id",
+            "model_id",
+            "contact_id",
+            "occurred_at",
+            "event_id",
+            "rule_id",
+            "points",
+        ],
+    ),
+};
