@@ -296,24 +296,6 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn replaces_the_database_and_keeps_the_query() {
-        assert_eq!(
-            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
-            "postgres://postgres@127.0.0.1:5432/t1"
-        );
-        assert_eq!(
-            with_database("postgres://u:p@h:1/db?sslmode=disable", "t2"),
-            "postgres://u:p@h:1/t2?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
-    }
-}
-
 /// Checks a migrator whose last migration replaces the index `replaced` of `table` with
 /// `newest`: migrated to the end, `newest` is there and `replaced` gone; one step down
 /// brings `replaced` back without `newest`; up again swaps them once more.
@@ -337,4 +319,22 @@ pub async fn check_last_migration_swaps_index<M: sea_orm_migration::MigratorTrai
     assert_eq!(state().await, (true, false), "after rolling it back");
     M::up(conn, None).await.unwrap();
     assert_eq!(state().await, (false, true), "after migrating again");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+            "postgres://postgres@127.0.0.1:5432/t1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/db?sslmode=disable", "t2"),
+            "postgres://u:p@h:1/t2?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "t3"), "postgres://h/t3");
+    }
 }
