@@ -204,10 +204,28 @@ impl<D: Deliver> Relay<D> {
                 () = shutdown.wait() => {}
             }
         }
-        if let Err(error) = self.settle(&mut pipeline.delivered).await {
-            tracing::warn!(target_service = self.target, %error, "outbox relay could not remove delivered rows");
+        if let Err(error) = self.wind_down(pipeline).await {
+            tracing::warn!(target_service = self.target, %error, "outbox relay could not settle its rows");
         }
         tracing::info!(target_service = self.target, "outbox relay stopped");
+    }
+
+    /// On shutdown: removes the rows delivered last and gives back those claimed ahead, so
+    /// the next relay (a replica, or this service restarted) sends them without waiting for
+    /// their lease to run out.
+    async fn wind_down(&self, mut pipeline: Pipeline) -> Result<(), sea_orm::DbErr> {
+        self.settle(&mut pipeline.delivered).await?;
+        let ahead: Vec<i64> = pipeline.ahead.iter().map(|m| m.id).collect();
+        self.unlease(&ahead).await
+    }
+
+    /// Gives back `ids` claimed but not sent.
+    async fn unlease(&self, ids: &[i64]) -> Result<(), sea_orm::DbErr> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _gate = clm_store::write_gate(&self.db).await;
+        store::unlease(&self.db, ids).await
     }
 
     /// One round of `run`: delivers the rows claimed ahead (or claims now), and meanwhile
@@ -238,10 +256,7 @@ impl<D: Deliver> Relay<D> {
             // Deliveries stop for the backoff: the rows claimed ahead go back to the queue
             // now rather than when their lease runs out.
             let ids: Vec<i64> = ahead.iter().map(|m| m.id).collect();
-            if !ids.is_empty() {
-                let _gate = clm_store::write_gate(&self.db).await;
-                store::unlease(&self.db, &ids).await?;
-            }
+            self.unlease(&ids).await?;
         } else {
             pipeline.ahead = ahead;
         }

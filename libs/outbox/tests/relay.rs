@@ -435,3 +435,55 @@ backend_tests!(
         assert_eq!(depth, 50, "only the failed batch waits for its retry");
     }
 );
+
+backend_tests!(
+    a_relay_that_stops_gives_back_the_rows_it_claimed_ahead,
+    |db| async move {
+        let conn = open(&db).await;
+        enqueue(
+            &conn,
+            1,
+            (0..200)
+                .map(|i| message("t1", &format!("e{i:03}")))
+                .collect(),
+        )
+        .await
+        .unwrap();
+
+        /// Takes 200 ms per delivery, so a claim ahead is in hand when the relay stops.
+        #[derive(Clone, Default)]
+        struct Slow(Receiver);
+        #[async_trait::async_trait]
+        impl Deliver for Slow {
+            async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                self.0.deliver(tenant, batch).await
+            }
+        }
+
+        let slow = Slow::default();
+        let running = Running::spawn(&conn, slow.clone(), fast());
+        running.wake.notify();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while slow.0.applied.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("a first batch was delivered");
+        running.stop().await;
+
+        // A relay started afterwards finds every undelivered row due now: none is held
+        // for the minute-long lease of the claim the stopped relay had taken ahead.
+        let next = Relay::new(
+            conn.clone(),
+            "receiver",
+            slow.0.clone(),
+            Wake::new(),
+            fast(),
+        );
+        drain(&next).await;
+        assert_eq!(slow.0.applied.lock().unwrap().len(), 200);
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
+    }
+);
