@@ -304,11 +304,12 @@ impl<D: Deliver> Relay<D> {
     pub async fn turn(&self) -> Result<Turn, sea_orm::DbErr> {
         let claimed = self.settle_and_claim(&mut Vec::new()).await?;
         let mut outcome = self.deliver_claimed(claimed).await?;
-        self.settle(&mut outcome.delivered).await?;
-        Ok(Turn {
-            delivered: outcome.delivered_count,
+        let turn = Turn {
+            delivered: outcome.delivered.len(),
             failed: outcome.failed,
-        })
+        };
+        self.settle(&mut outcome.delivered).await?;
+        Ok(turn)
     }
 
     /// Delivers `claimed` per tenant; failed batches are rescheduled with backoff. Returns
@@ -345,7 +346,6 @@ impl<D: Deliver> Relay<D> {
                     if let Some(c) = &self.counters {
                         c.delivered.inc_by(ids.len() as u64);
                     }
-                    outcome.delivered_count += ids.len();
                     outcome.delivered.extend(ids);
                 }
                 Err(error) => {
@@ -401,8 +401,6 @@ struct Pipeline {
 struct Delivered {
     /// Ids the receiver acknowledged.
     delivered: Vec<i64>,
-    /// How many they were.
-    delivered_count: usize,
     /// Messages rescheduled after a failed delivery.
     failed: usize,
 }

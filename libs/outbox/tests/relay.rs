@@ -40,6 +40,14 @@ fn message(tenant: &str, event: &str) -> NewMessage {
     }
 }
 
+/// `n` messages `e00000`, `e00001`, ... (ids that sort in the order written), spread over
+/// `tenants` in turn.
+fn backlog(n: usize, tenants: &[&str]) -> Vec<NewMessage> {
+    (0..n)
+        .map(|i| message(tenants[i % tenants.len()], &format!("e{i:05}")))
+        .collect()
+}
+
 /// A receiver that dedupes by (tenant, event) like the real ones, counts how often each
 /// message arrived, and can be told to lose its acknowledgement after applying.
 #[derive(Clone, Default)]
@@ -129,9 +137,7 @@ backend_tests!(
         // most 32,766 parameters per statement.
         let conn = open(&db).await;
         assert!(!any_pending(&conn, "receiver").await.unwrap());
-        let many = (0..10_000)
-            .map(|i| message("t1", &format!("e{i}")))
-            .collect();
+        let many = backlog(10_000, &["t1"]);
         let txn = conn.begin().await.unwrap();
         enqueue(&txn, 10, many).await.unwrap();
         txn.commit().await.unwrap();
@@ -168,9 +174,7 @@ backend_tests!(
     a_lost_acknowledgement_is_retried_and_applied_once,
     |db| async move {
         let conn = open(&db).await;
-        let events: Vec<NewMessage> = (0..120)
-            .map(|i| message(["t1", "t2"][i % 2], &format!("e{i}")))
-            .collect();
+        let events = backlog(120, &["t1", "t2"]);
         enqueue(&conn, 1, events).await.unwrap();
         let receiver = Receiver::default();
         *receiver.lose_acks.lock().unwrap() = 2;
@@ -209,13 +213,7 @@ backend_tests!(
     concurrent_relays_never_deliver_a_row_twice,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(
-            &conn,
-            1,
-            (0..400).map(|i| message("t1", &format!("e{i}"))).collect(),
-        )
-        .await
-        .unwrap();
+        enqueue(&conn, 1, backlog(400, &["t1"])).await.unwrap();
         let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
 
         #[derive(Clone)]
@@ -289,13 +287,7 @@ backend_tests!(
     a_failing_receiver_is_probed_once_per_backoff_delay_not_at_every_wake_up,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(
-            &conn,
-            1,
-            (0..200).map(|i| message("t1", &format!("e{i}"))).collect(),
-        )
-        .await
-        .unwrap();
+        enqueue(&conn, 1, backlog(200, &["t1"])).await.unwrap();
         let receiver = Receiver::default();
         *receiver.lose_acks.lock().unwrap() = u32::MAX; // every delivery fails
         let options = RelayOptions {
@@ -341,15 +333,9 @@ backend_tests!(
     a_running_relay_delivers_a_backlog_in_order_and_once_while_claiming_ahead,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(
-            &conn,
-            1,
-            (0..600)
-                .map(|i| message(["t1", "t2"][i % 2], &format!("e{i:04}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
+        enqueue(&conn, 1, backlog(600, &["t1", "t2"]))
+            .await
+            .unwrap();
 
         /// Records what arrived, in order; slow enough that the next claim overlaps.
         #[derive(Clone, Default)]
@@ -401,15 +387,7 @@ backend_tests!(
     a_failed_delivery_gives_back_the_rows_claimed_ahead_at_once,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(
-            &conn,
-            1,
-            (0..100)
-                .map(|i| message("t1", &format!("e{i:03}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
+        enqueue(&conn, 1, backlog(100, &["t1"])).await.unwrap();
         let receiver = Receiver::default();
         // The first delivery fails; its rows wait for the backoff (a minute here).
         *receiver.lose_acks.lock().unwrap() = 1;
@@ -440,15 +418,7 @@ backend_tests!(
     a_relay_that_stops_gives_back_the_rows_it_claimed_ahead,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(
-            &conn,
-            1,
-            (0..200)
-                .map(|i| message("t1", &format!("e{i:03}")))
-                .collect(),
-        )
-        .await
-        .unwrap();
+        enqueue(&conn, 1, backlog(200, &["t1"])).await.unwrap();
 
         /// Takes 200 ms per delivery, so a claim ahead is in hand when the relay stops.
         #[derive(Clone, Default)]
