@@ -118,20 +118,25 @@ impl ScoreCache {
 
     /// Redis at `url` when given (with `cluster`, a Redis Cluster found from the
     /// comma-separated seed nodes of `url`), else the in-process cache of `capacity`
-    /// entries.
+    /// entries. A single Redis is read through a local copy of up to `local_copies`
+    /// entries (none when 0), kept current by Redis' invalidation messages.
     pub fn from_url(
         url: Option<&str>,
         cluster: bool,
         prefix: &str,
         ttl: Duration,
         capacity: u64,
+        local_copies: usize,
     ) -> Result<Self, CacheError> {
         let backend: Arc<dyn CacheBackend> = match url {
             Some(url) if cluster => {
                 let nodes: Vec<&str> = url.split(',').map(str::trim).collect();
                 Arc::new(RedisClusterBackend::connect_lazy(&nodes)?)
             }
-            Some(url) => Arc::new(RedisBackend::connect_lazy(url)?),
+            Some(url) => Arc::new(match std::num::NonZeroUsize::new(local_copies) {
+                Some(entries) => RedisBackend::connect_lazy_with_local_copies(url, entries)?,
+                None => RedisBackend::connect_lazy(url)?,
+            }),
             None => Arc::new(MemoryBackend::new(capacity)),
         };
         Ok(Self::new(backend, prefix, ttl))

@@ -1,8 +1,12 @@
-//! The Redis cache: one multiplexed, self-reconnecting connection, pipelined batches.
+//! The Redis cache: one multiplexed, self-reconnecting connection, pipelined batches, and
+//! optionally a bounded local copy of what was read, kept current by Redis itself.
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::caching::CacheConfig;
+use redis::{IntoConnectionInfo, ProtocolVersion};
 
 use crate::{CacheBackend, CacheError};
 
@@ -66,16 +70,50 @@ pub(crate) async fn traced<T>(
     result
 }
 
+/// Ends a pipeline of writes with a PING. Redis sends the invalidations of a connection's
+/// own writes after each write's reply; the connection reads them in order, so by the
+/// PING's reply every local copy the writes made stale is dropped, and a read that follows
+/// the write on this process sees the new value.
+fn settle_local_copies(pipe: &mut redis::Pipeline) {
+    pipe.cmd("PING").ignore();
+}
+
 impl RedisBackend {
     /// A backend for `url` (`redis://host:port/db`); nothing is connected yet, so a Redis
-    /// that is down does not stop a service from starting.
+    /// that is down does not stop a service from starting. Every read goes to Redis.
     pub fn connect_lazy(url: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(error)?;
-        let config = ConnectionManagerConfig::new()
+        Self::connect(url, None)
+    }
+
+    /// As [`RedisBackend::connect_lazy`], keeping a local copy of up to `entries` values
+    /// read (Redis' server-assisted client-side caching): a read of a copied key is
+    /// answered in process, and Redis tells the connection when any client changes or
+    /// removes a key it read, which drops the copy. A copy lives no longer than the key's
+    /// TTL in Redis; after a reconnect, copies made before it are not used.
+    pub fn connect_lazy_with_local_copies(
+        url: &str,
+        entries: NonZeroUsize,
+    ) -> Result<Self, CacheError> {
+        Self::connect(url, Some(entries))
+    }
+
+    fn connect(url: &str, local_copies: Option<NonZeroUsize>) -> Result<Self, CacheError> {
+        let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
             .set_response_timeout(Some(Duration::from_millis(250)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
+        let mut info = url.into_connection_info().map_err(error)?;
+        if let Some(entries) = local_copies {
+            // Invalidation messages are pushed on the connection itself, which needs RESP3.
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            info = info.set_redis_settings(settings);
+            config = config.set_cache_config(CacheConfig::new().set_size(entries));
+        }
+        let client = redis::Client::open(info).map_err(error)?;
         let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(error)?;
         Ok(Self { connection })
     }
@@ -102,19 +140,18 @@ impl CacheBackend for RedisBackend {
         for (key, value) in entries {
             pipe.add_command(set_ex(key, value, seconds)).ignore();
         }
+        settle_local_copies(&mut pipe);
         let mut connection = self.connection.clone();
         let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
         traced(redis_span("SET", entries.len()), call).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(del(keys)).ignore();
+        settle_local_copies(&mut pipe);
         let mut connection = self.connection.clone();
-        let call = async {
-            del(keys)
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(error)
-        };
+        let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
         traced(redis_span("DEL", keys.len()), call).await
     }
 }

@@ -1,9 +1,10 @@
-//! The score cache on the in-process backend, and on Redis and on a three-node Redis Cluster
-//! (with `CLM_TEST_REDIS_URL`).
+//! The score cache on the in-process backend, and on Redis (with and without local copies)
+//! and on a three-node Redis Cluster (with `CLM_TEST_REDIS_URL`).
 #![allow(unreachable_pub)]
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clm_cache::{
     CacheBackend, MemoryBackend, RedisBackend, RedisClusterBackend, ScoreCache, ScoreKey,
@@ -16,6 +17,10 @@ fn key(contact: &str) -> ScoreKey {
         model: "m1".into(),
         contact: contact.into(),
     }
+}
+
+fn local_copies(url: &str) -> RedisBackend {
+    RedisBackend::connect_lazy_with_local_copies(url, NonZeroUsize::new(1_000).unwrap()).unwrap()
 }
 
 /// Runs `body` on the memory backend and, when configured, on Redis and a Redis Cluster.
@@ -35,6 +40,14 @@ macro_rules! cache_tests {
                 if let Some(url) = test_redis_url().await {
                     let backend: Arc<dyn CacheBackend> =
                         Arc::new(RedisBackend::connect_lazy(&url).unwrap());
+                    ($body)(backend).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn redis_with_local_copies() {
+                if let Some(url) = test_redis_url().await {
+                    let backend: Arc<dyn CacheBackend> = Arc::new(local_copies(&url));
                     ($body)(backend).await;
                 }
             }
@@ -127,4 +140,97 @@ async fn an_unreachable_cluster_reads_as_misses_and_is_counted() {
     assert_eq!(cache.get_many(&[key("a")]).await, vec![None]);
     cache.delete_many(&[key("a")]).await;
     assert_eq!(cache.stats().errors, 3);
+}
+
+/// Reads `key` through `cache` until it reads `want`, for at most two seconds.
+async fn eventually_reads(cache: &ScoreCache, key: &ScoreKey, want: Option<&[u8]>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = cache.get_many(std::slice::from_ref(key)).await.remove(0);
+        if got.as_deref() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still reads {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn local_copies_answer_reads_without_touching_redis() {
+    let Some(url) = test_redis_url().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let cache = ScoreCache::new(
+        Arc::new(local_copies(&url)),
+        &prefix,
+        Duration::from_secs(60),
+    );
+    cache.put_many(vec![(key("a"), b"v".to_vec())]).await;
+    assert!(cache.get_many(&[key("a")]).await[0].is_some());
+    // Redis keeps each key's last access to the second: reads answered locally leave it.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        cache.get_many(&[key("a")]).await[0].as_deref(),
+        Some(&b"v"[..])
+    );
+    let mut redis = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let rendered = key("a").render(&prefix);
+    let idle: i64 = redis::cmd("OBJECT")
+        .arg("IDLETIME")
+        .arg(&rendered)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(idle >= 2, "the second read went to Redis (idle {idle} s)");
+    cache.delete_many(&[key("a")]).await;
+}
+
+#[tokio::test]
+async fn another_process_writes_and_deletes_reach_local_copies() {
+    let Some(url) = test_redis_url().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let ttl = Duration::from_secs(60);
+    let reader = ScoreCache::new(Arc::new(local_copies(&url)), &prefix, ttl);
+    let writer = ScoreCache::new(Arc::new(local_copies(&url)), &prefix, ttl);
+    // A miss is copied too: the first write must replace it.
+    assert_eq!(reader.get_many(&[key("a")]).await, vec![None]);
+    writer.put_many(vec![(key("a"), b"one".to_vec())]).await;
+    eventually_reads(&reader, &key("a"), Some(b"one")).await;
+    writer.put_many(vec![(key("a"), b"two".to_vec())]).await;
+    eventually_reads(&reader, &key("a"), Some(b"two")).await;
+    writer.delete_many(&[key("a")]).await;
+    eventually_reads(&reader, &key("a"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_reads_its_own_writes_at_once() {
+    let Some(url) = test_redis_url().await else {
+        return;
+    };
+    let cache = ScoreCache::new(
+        Arc::new(local_copies(&url)),
+        &unique_prefix(),
+        Duration::from_secs(60),
+    );
+    for i in 0..200u32 {
+        let value = i.to_be_bytes().to_vec();
+        cache.put_many(vec![(key("a"), value.clone())]).await;
+        assert_eq!(
+            cache.get_many(&[key("a")]).await,
+            vec![Some(value)],
+            "write {i}"
+        );
+    }
+    cache.delete_many(&[key("a")]).await;
+    assert_eq!(cache.get_many(&[key("a")]).await, vec![None]);
 }

@@ -167,6 +167,10 @@ pub(crate) struct ServerArgs {
     /// The Redis is a Redis Cluster: CLM_REDIS_URL lists seed nodes, comma-separated.
     #[arg(long, env = "CLM_REDIS_CLUSTER")]
     pub(crate) redis_cluster: bool,
+    /// Scores each scoring process keeps a local copy of when reading a single Redis, kept
+    /// current by Redis' invalidation messages (client tracking); 0 reads Redis every time.
+    #[arg(long, env = "CLM_REDIS_LOCAL_ENTRIES", default_value_t = 50_000)]
+    pub(crate) redis_local_entries: usize,
     /// Prefix of the score cache's Redis keys, so suites can share one Redis.
     #[arg(long, env = "CLM_CACHE_PREFIX", default_value = "clm")]
     pub(crate) cache_prefix: String,

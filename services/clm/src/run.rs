@@ -232,6 +232,7 @@ async fn scoring_app(
     config.migrate = !args.no_migrate;
     config.redis_url.clone_from(&args.redis_url);
     config.redis_cluster = args.redis_cluster;
+    config.cache_local_entries = args.redis_local_entries;
     config.cache_prefix.clone_from(&args.cache_prefix);
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;

@@ -50,6 +50,9 @@ pub struct Config {
     pub cache_prefix: String,
     /// How long a cached score lives.
     pub cache_ttl: Duration,
+    /// Scores read from a single Redis that this process keeps a copy of, kept current by
+    /// Redis' invalidation messages (0: every read goes to Redis).
+    pub cache_local_entries: usize,
     /// The secret page tokens are signed with (random per process when unset).
     pub page_token_secret: Option<String>,
     /// Largest accepted request message, in bytes.
@@ -89,6 +92,7 @@ impl Config {
             redis_cluster: false,
             cache_prefix: "clm".into(),
             cache_ttl: Duration::from_secs(3600),
+            cache_local_entries: 50_000,
             page_token_secret: None,
             max_message_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
             serve: ServeOptions::default(),
@@ -151,6 +155,7 @@ impl Application {
             &config.cache_prefix,
             config.cache_ttl,
             1_000_000,
+            config.cache_local_entries,
         )?;
         let clm_runtime::Bound {
             listener,
