@@ -7,7 +7,7 @@ use clm_proto::analytics::v1::analytics_service_server::AnalyticsService;
 use clm_proto::common::v1 as common;
 use clm_runtime::{Error, FieldViolation, tenant};
 
-use crate::domain::clv::{BgNbd, GammaGamma, Summary, discounted_purchases};
+use crate::domain::clv::{BgNbd, GammaGamma, Predictor, Summary};
 use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
 use crate::domain::{Clock, DAY, acquisition, activity, cohorts, funnel, nps, rfm, stages};
@@ -607,26 +607,14 @@ impl AnalyticsService for AnalyticsApi {
             .collect();
         let gg = (repeaters.len() >= 10).then(|| GammaGamma::fit(&repeaters));
         let population_value = gg.map_or(order_value as f64 / 1e6, |g| g.p * g.gamma / (g.q - 1.0));
-        let units_per_year = 365.25 / unit_days;
-        // What the purchase model says of a summary, computed once per distinct summary
-        // (the series behind it are the cost): (expected orders, P(alive), discounted orders).
-        let mut predicted: std::collections::HashMap<(u32, u64, u64), (f64, f64, f64)> =
-            std::collections::HashMap::new();
+        let mut predictor = Predictor::new(&bgnbd, horizon as u32, 365.25 / unit_days, rate);
         let mut value_of = |(s, m): &(Summary, f64)| {
             let value = match gg {
                 Some(g) if s.x > 0 && *m > 0.0 => g.expected_value(s.x, *m),
                 _ => population_value,
             };
-            let (orders, alive, discounted) = *predicted
-                .entry((s.x, s.t_x.to_bits(), s.t.to_bits()))
-                .or_insert_with(|| {
-                    (
-                        bgnbd.expected_purchases(s, f64::from(horizon)),
-                        bgnbd.p_alive(s),
-                        discounted_purchases(&bgnbd, s, horizon as u32, units_per_year, rate),
-                    )
-                });
-            (orders, alive, discounted * value)
+            let p = predictor.predict(s);
+            (p.orders, p.alive, p.discounted * value)
         };
         let (scope, historic) = if r.contact_id.is_empty() {
             (

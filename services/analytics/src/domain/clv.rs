@@ -3,7 +3,9 @@
 //! calibration window: x = repeat orders, t_x = time from the first to the last order, and
 //! T = time from the first order to the end of the window, in the caller's time unit.
 
-use super::fit::{Hypergeometric, ln_gamma, nelder_mead};
+use std::collections::HashMap;
+
+use super::fit::{Hypergeometric, bfgs, digamma, ln_gamma};
 
 /// One customer's summary for BG/NBD.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -59,35 +61,108 @@ impl Likelihood {
     }
 
     /// The sum of every customer's [`BgNbd::log_likelihood`] under `model`.
+    #[cfg(test)]
     fn of(&self, model: &BgNbd) -> f64 {
-        let BgNbd { r, alpha, a, b } = *model;
-        let ln_times: Vec<f64> = self.times.iter().map(|t| (alpha + t).ln()).collect();
-        // Per x: r ln(alpha) + sum ln(r + i), sum ln(b + i) - ln(a + b + i) over i < x, and
-        // ln(b + x - 1).
-        let mut per_x = Vec::with_capacity(self.max_x as usize + 1);
-        let (mut a1, mut a2) = (r * alpha.ln(), 0.0);
-        for i in 0..=self.max_x {
-            let i = f64::from(i);
-            per_x.push((a1, a2, (b + i - 1.0).ln()));
-            a1 += (r + i).ln();
-            a2 += (b + i).ln() - (a + b + i).ln();
-        }
-        let ln_a = a.ln();
-        self.groups
-            .iter()
-            .map(|&(x, t, t_x, w)| {
-                let (a1, a2, ln_b) = per_x[x as usize];
-                let rx = r + f64::from(x);
-                let a3 = -rx * ln_times[t];
-                let term = if x == 0 {
-                    a1 + a2 + a3
-                } else {
-                    a1 + a2 + log_sum_exp(a3, ln_a - ln_b - rx * ln_times[t_x])
-                };
-                w * term
-            })
-            .sum()
+        self.with_gradient(model, &mut [0.0; 4])
     }
+
+    /// [`Likelihood::of`], writing its gradient with respect to (ln r, ln alpha, ln a, ln b).
+    ///
+    /// Per customer the likelihood is A1 + A2 + A3 when x = 0 and A1 + A2 + ln(e^A3 +
+    /// e^A4) otherwise, where, summing over i < x:
+    ///
+    /// ```text
+    /// A1 = r ln(alpha) + sum ln(r + i)
+    /// A2 = sum ln(b + i) - ln(a + b + i)
+    /// A3 = -(r + x) ln(alpha + T)
+    /// A4 = ln(a) - ln(b + x - 1) - (r + x) ln(alpha + t_x)
+    /// ```
+    ///
+    /// The log-sum's derivative weighs A3's and A4's by their shares of it.
+    fn with_gradient(&self, model: &BgNbd, gradient: &mut [f64; 4]) -> f64 {
+        let BgNbd { r, alpha, a, b } = *model;
+        // Per distinct time: ln(alpha + t) and 1 / (alpha + t).
+        let times: Vec<(f64, f64)> = self
+            .times
+            .iter()
+            .map(|t| ((alpha + t).ln(), 1.0 / (alpha + t)))
+            .collect();
+        // Per x: the terms and derivatives that depend on x alone.
+        let mut per_x = Vec::with_capacity(self.max_x as usize + 1);
+        let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+        let mut x_terms = PerX {
+            a1: r * ln_alpha,
+            a2: 0.0,
+            a1_r: ln_alpha,
+            a2_a: 0.0,
+            a2_b: 0.0,
+            ln_b: 0.0,
+            inv_b: 0.0,
+        };
+        for x in 0..=self.max_x {
+            let i = f64::from(x);
+            // ln(b + x - 1) belongs to A4, which a customer without repeat orders lacks.
+            if x > 0 {
+                x_terms.ln_b = (b + i - 1.0).ln();
+                x_terms.inv_b = 1.0 / (b + i - 1.0);
+            }
+            per_x.push(x_terms);
+            let (inv_r, inv_ab, inv_b) = (1.0 / (r + i), 1.0 / (a + b + i), 1.0 / (b + i));
+            x_terms.a1 += (r + i).ln();
+            x_terms.a2 += (b + i).ln() - (a + b + i).ln();
+            x_terms.a1_r += inv_r;
+            x_terms.a2_a -= inv_ab;
+            x_terms.a2_b += inv_b - inv_ab;
+        }
+        let (mut value, mut d_r, mut d_alpha, mut d_a, mut d_b) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &(x, t, t_x, w) in &self.groups {
+            let p = &per_x[x as usize];
+            let rx = r + f64::from(x);
+            let (ln_t, inv_t) = times[t];
+            let (ln_tx, inv_tx) = if x == 0 { (0.0, 0.0) } else { times[t_x] };
+            let a3 = -rx * ln_t;
+            // Shares of A3 and A4 in the log-sum (all A3 when x = 0).
+            let (term, share3, share4) = if x == 0 {
+                (p.a1 + p.a2 + a3, 1.0, 0.0)
+            } else {
+                let a4 = ln_a - p.ln_b - rx * ln_tx;
+                let e = (-(a3 - a4).abs()).exp();
+                let lower = e / (1.0 + e);
+                let (share3, share4) = if a3 >= a4 {
+                    (1.0 - lower, lower)
+                } else {
+                    (lower, 1.0 - lower)
+                };
+                (p.a1 + p.a2 + a3.max(a4) + e.ln_1p(), share3, share4)
+            };
+            value += w * term;
+            d_r += w * (p.a1_r - share3 * ln_t - share4 * ln_tx);
+            d_alpha += w * (r / alpha - rx * (share3 * inv_t + share4 * inv_tx));
+            d_a += w * (p.a2_a + share4 / a);
+            d_b += w * (p.a2_b - share4 * p.inv_b);
+        }
+        *gradient = [d_r * r, d_alpha * alpha, d_a * a, d_b * b];
+        value
+    }
+}
+
+/// What [`Likelihood::with_gradient`] needs of one number of repeat orders x.
+#[derive(Clone, Copy)]
+struct PerX {
+    /// r ln alpha + sum ln(r + i) over i < x.
+    a1: f64,
+    /// sum ln(b + i) - ln(a + b + i) over i < x.
+    a2: f64,
+    /// d a1 / d r.
+    a1_r: f64,
+    /// d a2 / d a.
+    a2_a: f64,
+    /// d a2 / d b.
+    a2_b: f64,
+    /// ln(b + x - 1).
+    ln_b: f64,
+    /// 1 / (b + x - 1).
+    inv_b: f64,
 }
 
 /// Identical summaries counted once with their number, in a deterministic order (so the
@@ -132,9 +207,10 @@ impl BgNbd {
     }
 
     /// Fits the parameters to `data` by maximum likelihood (over their logarithms, so they
-    /// stay positive). Deterministic: a fixed start and a deterministic simplex. Customers
-    /// with the same summary are one weighted term of the likelihood: most have no repeat
-    /// order and differ only in when they first ordered.
+    /// stay positive), by BFGS on the likelihood's exact gradient. Deterministic: a fixed
+    /// start and a deterministic search. Customers with the same summary are one weighted
+    /// term of the likelihood: most have no repeat order and differ only in when they first
+    /// ordered.
     pub fn fit(data: &[Summary]) -> Self {
         let n = data.len().max(1) as f64;
         let likelihood = Likelihood::new(data);
@@ -144,11 +220,15 @@ impl BgNbd {
             a: p[2].exp(),
             b: p[3].exp(),
         };
-        let objective = |p: &[f64]| -likelihood.of(&from(p)) / n;
-        let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0, 0.0], 4000);
-        // A restart from the optimum refines a simplex that collapsed early.
-        best = nelder_mead(objective, &best, 4000);
-        from(&best)
+        let objective = |p: &[f64], gradient: &mut [f64]| {
+            let mut g = [0.0; 4];
+            let value = likelihood.with_gradient(&from(p), &mut g);
+            for (out, g) in gradient.iter_mut().zip(g) {
+                *out = -g / n;
+            }
+            -value / n
+        };
+        from(&bfgs(objective, &[0.0, 0.0, 0.0, 0.0], 500))
     }
 
     /// P(alive | x, t_x, T).
@@ -158,7 +238,9 @@ impl BgNbd {
 
     /// Expected orders in the next `horizon` time units (FHL 2005, eq. 10).
     pub fn expected_purchases(&self, s: &Summary, horizon: f64) -> f64 {
-        self.expected_purchases_with(&mut self.series(s), self.tail(s), s, horizon)
+        let mut body = [0.0];
+        self.bodies(&mut self.series(s.x), s.x, s.t, &[horizon], &mut body);
+        self.head(s.x) * body[0] / self.tail(s)
     }
 
     /// The denominator of eq. 10, which does not depend on the horizon.
@@ -171,26 +253,104 @@ impl BgNbd {
             * ((self.alpha + s.t) / (self.alpha + s.t_x)).powf(self.r + x)
     }
 
-    /// The hypergeometric function eq. 10 needs for `s` (it depends on x alone).
-    fn series(&self, s: &Summary) -> Hypergeometric {
-        let x = f64::from(s.x);
+    /// The factor of eq. 10 that depends on x alone.
+    fn head(&self, x: u32) -> f64 {
+        (self.a + self.b + f64::from(x) - 1.0) / (self.a - 1.0)
+    }
+
+    /// The hypergeometric function eq. 10 needs for x repeat orders.
+    fn series(&self, x: u32) -> Hypergeometric {
+        let x = f64::from(x);
         Hypergeometric::new(self.r + x, self.b + x, self.a + self.b + x - 1.0)
     }
 
-    /// [`BgNbd::expected_purchases`] with `s`'s series and tail at hand.
-    fn expected_purchases_with(
+    /// The factor of eq. 10 that depends on x and T (and the horizon), with x's series,
+    /// for each of `horizons` into `bodies`.
+    fn bodies(
         &self,
         series: &mut Hypergeometric,
-        tail: f64,
-        s: &Summary,
-        horizon: f64,
-    ) -> f64 {
-        let Self { r, alpha, a, b } = *self;
-        let x = f64::from(s.x);
-        let z = horizon / (alpha + s.t + horizon);
-        let head = (a + b + x - 1.0) / (a - 1.0);
-        let body = 1.0 - ((alpha + s.t) / (alpha + s.t + horizon)).powf(r + x) * series.at(z);
-        head * body / tail
+        x: u32,
+        t: f64,
+        horizons: &[f64],
+        bodies: &mut [f64],
+    ) {
+        let Self { r, alpha, .. } = *self;
+        let points: Vec<f64> = horizons.iter().map(|h| h / (alpha + t + h)).collect();
+        series.at_many(&points, bodies);
+        for (body, h) in bodies.iter_mut().zip(horizons) {
+            *body = 1.0 - ((alpha + t) / (alpha + t + h)).powf(r + f64::from(x)) * *body;
+        }
+    }
+}
+
+/// What the purchase model says of one customer over a horizon.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Expected orders over the horizon.
+    pub orders: f64,
+    /// P(alive) now.
+    pub alive: f64,
+    /// Expected orders per unit, each discounted to now; times the expected order value,
+    /// the customer's discounted value.
+    pub discounted: f64,
+}
+
+/// Predictions of one model over one horizon for many customers. Eq. 10 is head(x) *
+/// body(x, T, t) / tail(x, t_x, T): the series behind the body, the cost, depend on x and T
+/// alone, so they are computed once per x and T seen (customers who first ordered on the
+/// same day share them), the rest once per customer.
+pub struct Predictor<'m> {
+    model: &'m BgNbd,
+    horizon: u32,
+    /// 1 / (1 + yearly rate)^(years to unit k), k = 1..=horizon.
+    discounts: Vec<f64>,
+    series: HashMap<u32, Hypergeometric>,
+    /// Per (x, T): the body at the horizon, and the body's increments per unit, discounted.
+    bodies: HashMap<(u32, u64), (f64, f64)>,
+}
+
+impl<'m> Predictor<'m> {
+    /// Predictions of `model` over `horizon` units, with `units_per_year` units a year,
+    /// discounted at `yearly_rate`.
+    pub fn new(model: &'m BgNbd, horizon: u32, units_per_year: f64, yearly_rate: f64) -> Self {
+        Self {
+            model,
+            horizon,
+            discounts: (1..=horizon)
+                .map(|k| (1.0 + yearly_rate).powf(-f64::from(k) / units_per_year))
+                .collect(),
+            series: HashMap::new(),
+            bodies: HashMap::new(),
+        }
+    }
+
+    /// The prediction for `s`.
+    pub fn predict(&mut self, s: &Summary) -> Prediction {
+        let Self {
+            model,
+            horizon,
+            discounts,
+            series,
+            bodies,
+        } = self;
+        let (body, discounted) = *bodies.entry((s.x, s.t.to_bits())).or_insert_with(|| {
+            let series = series.entry(s.x).or_insert_with(|| model.series(s.x));
+            let units: Vec<f64> = (1..=*horizon).map(f64::from).collect();
+            let mut values = vec![0.0; units.len()];
+            model.bodies(series, s.x, s.t, &units, &mut values);
+            let (mut previous, mut discounted) = (0.0, 0.0);
+            for (body, discount) in values.into_iter().zip(discounts.iter()) {
+                discounted += (body - previous) * discount;
+                previous = body;
+            }
+            (previous, discounted)
+        });
+        let (head, tail) = (model.head(s.x), model.tail(s));
+        Prediction {
+            orders: head * body / tail,
+            alive: 1.0 / tail,
+            discounted: head * discounted / tail,
+        }
     }
 }
 
@@ -217,7 +377,8 @@ impl GammaGamma {
             - (p * x + q) * (gamma + m * x).ln()
     }
 
-    /// Fits to (orders, mean order value) pairs by maximum likelihood. The gamma-function
+    /// Fits to (orders, mean order value) pairs by maximum likelihood, by BFGS on the
+    /// likelihood's exact gradient over the parameters' logarithms. The gamma-function
     /// terms depend only on the number of orders, so they are computed once per number.
     pub fn fit(data: &[(u32, f64)]) -> Self {
         let n = data.len().max(1) as f64;
@@ -239,30 +400,38 @@ impl GammaGamma {
             .iter()
             .map(|(x, m)| (f64::from(*x), m * f64::from(*x)))
             .collect();
-        let from = |v: &[f64]| Self {
-            p: v[0].exp(),
-            q: v[1].exp(),
-            gamma: v[2].exp(),
+        let objective = |v: &[f64], gradient: &mut [f64]| {
+            let (p, q, gamma) = (v[0].exp(), v[1].exp(), v[2].exp());
+            let ln_gamma_scale = gamma.ln();
+            // The likelihood and its derivatives by p, q and gamma.
+            let mut value = n * (q * ln_gamma_scale - ln_gamma(q)) + p * x_logs - ln_means;
+            let (mut d_p, mut d_q, mut d_gamma) =
+                (x_logs, n * (ln_gamma_scale - digamma(q)), n * q / gamma);
+            for (x, count) in &counts {
+                let x = f64::from(*x);
+                value += count * (ln_gamma(p * x + q) - ln_gamma(p * x));
+                let shared = digamma(p * x + q);
+                d_p += count * x * (shared - digamma(p * x));
+                d_q += count * shared;
+            }
+            for (x, total) in &spend {
+                let ln_total = (gamma + total).ln();
+                value -= (p * x + q) * ln_total;
+                d_p -= x * ln_total;
+                d_q -= ln_total;
+                d_gamma -= (p * x + q) / (gamma + total);
+            }
+            gradient[0] = -d_p * p / n;
+            gradient[1] = -d_q * q / n;
+            gradient[2] = -d_gamma * gamma / n;
+            -value / n
         };
-        let objective = |v: &[f64]| {
-            let Self { p, q, gamma } = from(v);
-            let shared: f64 = counts
-                .iter()
-                .map(|(x, count)| {
-                    let x = f64::from(*x);
-                    count * (ln_gamma(p * x + q) - ln_gamma(p * x))
-                })
-                .sum::<f64>()
-                + n * (q * gamma.ln() - ln_gamma(q));
-            let spend: f64 = spend
-                .iter()
-                .map(|(x, total)| (p * x + q) * (gamma + total).ln())
-                .sum();
-            -(shared + p * x_logs - ln_means - spend) / n
-        };
-        let mut best = nelder_mead(objective, &[0.0, 0.0, 0.0], 4000);
-        best = nelder_mead(objective, &best, 4000);
-        from(&best)
+        let best = bfgs(objective, &[0.0, 0.0, 0.0], 500);
+        Self {
+            p: best[0].exp(),
+            q: best[1].exp(),
+            gamma: best[2].exp(),
+        }
     }
 
     /// The expected mean order value of a customer with `x` orders of mean `m`.
@@ -272,30 +441,9 @@ impl GammaGamma {
     }
 }
 
-/// Discounted expected orders over `horizon` units: each unit's expected orders,
-/// discounted at `yearly_rate` with `units_per_year` units a year. Times the expected order
-/// value, the customer's discounted value.
-pub fn discounted_purchases(
-    model: &BgNbd,
-    s: &Summary,
-    horizon: u32,
-    units_per_year: f64,
-    yearly_rate: f64,
-) -> f64 {
-    let (mut series, tail) = (model.series(s), model.tail(s));
-    let mut previous = 0.0;
-    let mut total = 0.0;
-    for k in 1..=horizon {
-        let cumulative = model.expected_purchases_with(&mut series, tail, s, f64::from(k));
-        let years = f64::from(k) / units_per_year;
-        total += (cumulative - previous) / (1.0 + yearly_rate).powf(years);
-        previous = cumulative;
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::fit::nelder_mead;
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_distr::{Beta, Distribution, Gamma};
@@ -390,6 +538,179 @@ mod tests {
             4,
             "the two alike are one"
         );
+    }
+
+    #[test]
+    fn the_likelihood_gradient_is_its_slope() {
+        let data = [
+            Summary {
+                x: 0,
+                t_x: 0.0,
+                t: 30.0,
+            },
+            Summary {
+                x: 5,
+                t_x: 12.5,
+                t: 40.0,
+            },
+            Summary {
+                x: 1,
+                t_x: 30.0,
+                t: 31.0,
+            },
+            Summary {
+                x: 2,
+                t_x: 12.5,
+                t: 30.0,
+            },
+            Summary {
+                x: 7,
+                t_x: 39.0,
+                t: 40.0,
+            },
+        ];
+        let likelihood = Likelihood::new(&data);
+        let at = |p: &[f64; 4]| model_at(p);
+        let point = [-0.2, 1.4, -0.4, 0.9];
+        let mut gradient = [0.0; 4];
+        likelihood.with_gradient(&at(&point), &mut gradient);
+        for i in 0..4 {
+            let h = 1e-6;
+            let (mut up, mut down) = (point, point);
+            up[i] += h;
+            down[i] -= h;
+            let slope = (likelihood.of(&at(&up)) - likelihood.of(&at(&down))) / (2.0 * h);
+            assert!(
+                (slope - gradient[i]).abs() < 1e-6 * (1.0 + slope.abs()),
+                "parameter {i}: gradient {} against slope {slope}",
+                gradient[i]
+            );
+        }
+    }
+
+    #[test]
+    fn a_predictor_answers_as_the_model_does_customer_by_customer() {
+        let model = BgNbd {
+            r: 0.8,
+            alpha: 9.0,
+            a: 2.7,
+            b: 15.5,
+        };
+        let summary = |x, t_x, t| Summary { x, t_x, t };
+        // The first two and the next two share x and T, and so their series.
+        let customers = [
+            summary(2, 10.0, 40.0),
+            summary(2, 35.0, 40.0),
+            summary(0, 0.0, 40.0),
+            summary(0, 0.0, 40.0),
+            summary(5, 20.0, 52.0),
+        ];
+        let (horizon, units_per_year, rate) = (52, 52.18, 0.1);
+        let mut predictor = Predictor::new(&model, horizon, units_per_year, rate);
+        for s in &customers {
+            let got = predictor.predict(s);
+            let mut discounted = 0.0;
+            for k in 1..=horizon {
+                let units = f64::from(k);
+                let orders =
+                    model.expected_purchases(s, units) - model.expected_purchases(s, units - 1.0);
+                discounted += orders / (1.0 + rate).powf(units / units_per_year);
+            }
+            let want = Prediction {
+                orders: model.expected_purchases(s, f64::from(horizon)),
+                alive: model.p_alive(s),
+                discounted,
+            };
+            for (g, w) in [
+                (got.orders, want.orders),
+                (got.alive, want.alive),
+                (got.discounted, want.discounted),
+            ] {
+                assert!(
+                    (g - w).abs() < 1e-12 * w.abs().max(1.0),
+                    "{s:?}: {got:?} against {want:?}"
+                );
+            }
+        }
+    }
+
+    /// The model at a point of the search space (the parameters' logarithms).
+    fn model_at(p: &[f64]) -> BgNbd {
+        BgNbd {
+            r: p[0].exp(),
+            alpha: p[1].exp(),
+            a: p[2].exp(),
+            b: p[3].exp(),
+        }
+    }
+
+    #[test]
+    fn bg_nbd_fits_no_worse_than_a_simplex_search() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let data: Vec<Summary> = (0..2_000)
+            .map(|_| {
+                let t = f64::from(rng.random_range(1..104u32));
+                let x = if rng.random::<f64>() < 0.7 {
+                    0
+                } else {
+                    rng.random_range(1..6)
+                };
+                let t_x = if x == 0 {
+                    0.0
+                } else {
+                    rng.random_range(0.0..t)
+                };
+                Summary { x, t_x, t }
+            })
+            .collect();
+        let likelihood = Likelihood::new(&data);
+        let objective = |p: &[f64]| -likelihood.of(&model_at(p));
+        // The simplex search, restarted from where it stopped, to a tight tolerance.
+        let simplex = nelder_mead(objective, &nelder_mead(objective, &[0.0; 4], 8000), 8000);
+        let (fitted, searched) = (
+            likelihood.of(&BgNbd::fit(&data)),
+            likelihood.of(&model_at(&simplex)),
+        );
+        assert!(
+            fitted >= searched - 1e-9 * searched.abs(),
+            "{fitted} against {searched}"
+        );
+    }
+
+    #[test]
+    fn gamma_gamma_fits_where_its_likelihood_peaks() {
+        let data = [
+            (1, 35.0),
+            (2, 80.0),
+            (2, 60.0),
+            (4, 120.0),
+            (7, 45.0),
+            (3, 95.0),
+        ];
+        let fitted = GammaGamma::fit(&data);
+        let total = |model: &GammaGamma| -> f64 {
+            data.iter().map(|(x, m)| model.log_likelihood(*x, *m)).sum()
+        };
+        // Every parameter moved a little either way lowers the likelihood.
+        let best = total(&fitted);
+        for step in [0.999, 1.001] {
+            for moved in [
+                GammaGamma {
+                    p: fitted.p * step,
+                    ..fitted
+                },
+                GammaGamma {
+                    q: fitted.q * step,
+                    ..fitted
+                },
+                GammaGamma {
+                    gamma: fitted.gamma * step,
+                    ..fitted
+                },
+            ] {
+                assert!(total(&moved) < best, "{moved:?} beats {fitted:?}");
+            }
+        }
     }
 
     #[test]
