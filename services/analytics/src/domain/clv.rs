@@ -228,7 +228,10 @@ impl BgNbd {
             }
             -value / n
         };
-        from(&bfgs(objective, &[0.0, 0.0, 0.0, 0.0], 500))
+        // The search starts at r = alpha = b = 1 and a = 2, not a = 1: eq. 10 divides by
+        // a - 1, and where no customer has repeated the likelihood does not depend on a,
+        // which then stays where it started.
+        from(&bfgs(objective, &[0.0, 0.0, 2f64.ln(), 0.0], 500))
     }
 
     /// P(alive | x, t_x, T).
@@ -632,6 +635,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn customers_who_never_repeated_are_predicted_to_order_next_to_nothing() {
+        let data: Vec<Summary> = (0..30)
+            .map(|i| Summary {
+                x: 0,
+                t_x: 0.0,
+                t: 5.0 + f64::from(i),
+            })
+            .collect();
+        let model = BgNbd::fit(&data);
+        let prediction = Predictor::new(&model, 52, 52.18, 0.1).predict(&data[3]);
+        assert!(
+            prediction.orders.is_finite()
+                && prediction.discounted.is_finite()
+                && prediction.orders.abs() < 1e-3
+                && prediction.discounted.abs() < 1e-3,
+            "{model:?}: {prediction:?}"
+        );
     }
 
     /// The model at a point of the search space (the parameters' logarithms).
