@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use memory::MemoryBackend;
-pub use redis_backend::RedisBackend;
+pub use redis_backend::{LOCAL_COPY_TTL, RedisBackend};
 pub use redis_cluster::RedisClusterBackend;
 
 /// A cache failure (never shown to callers).
@@ -134,7 +134,9 @@ impl ScoreCache {
                 Arc::new(RedisClusterBackend::connect_lazy(&nodes)?)
             }
             Some(url) => Arc::new(match std::num::NonZeroUsize::new(local_copies) {
-                Some(entries) => RedisBackend::connect_lazy_with_local_copies(url, entries)?,
+                Some(entries) => {
+                    RedisBackend::connect_lazy_with_local_copies(url, entries, LOCAL_COPY_TTL)?
+                }
                 None => RedisBackend::connect_lazy(url)?,
             }),
             None => Arc::new(MemoryBackend::new(capacity)),

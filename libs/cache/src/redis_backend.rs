@@ -70,6 +70,13 @@ pub(crate) async fn traced<T>(
     result
 }
 
+/// The longest a local copy of a Redis value is used. Redis' invalidation drops a copy as
+/// soon as the key changes, except in one race: a read's reply arrives, the invalidation
+/// of a write that followed it is handled, and only then is the read's value stored as a
+/// copy (the redis crate stores it after handing the reply back). Such a copy would live
+/// on; this bounds how long.
+pub const LOCAL_COPY_TTL: Duration = Duration::from_secs(1);
+
 /// Ends a pipeline of writes with a PING. Redis sends the invalidations of a connection's
 /// own writes after each write's reply; the connection reads them in order, so by the
 /// PING's reply every local copy the writes made stale is dropped, and a read that follows
@@ -88,30 +95,39 @@ impl RedisBackend {
     /// As [`RedisBackend::connect_lazy`], keeping a local copy of up to `entries` values
     /// read (Redis' server-assisted client-side caching): a read of a copied key is
     /// answered in process, and Redis tells the connection when any client changes or
-    /// removes a key it read, which drops the copy. A copy lives no longer than the key's
-    /// TTL in Redis; after a reconnect, copies made before it are not used.
+    /// removes a key it read, which drops the copy. A copy lives at most `ttl` (services
+    /// use [`LOCAL_COPY_TTL`]) and never past the key's TTL in Redis; after a reconnect,
+    /// copies made before it are not used.
     pub fn connect_lazy_with_local_copies(
         url: &str,
         entries: NonZeroUsize,
+        ttl: Duration,
     ) -> Result<Self, CacheError> {
-        Self::connect(url, Some(entries))
+        Self::connect(url, Some((entries, ttl)))
     }
 
-    fn connect(url: &str, local_copies: Option<NonZeroUsize>) -> Result<Self, CacheError> {
+    fn connect(
+        url: &str,
+        local_copies: Option<(NonZeroUsize, Duration)>,
+    ) -> Result<Self, CacheError> {
         let mut config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
             .set_response_timeout(Some(Duration::from_millis(250)))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let mut info = url.into_connection_info().map_err(error)?;
-        if let Some(entries) = local_copies {
+        if let Some((entries, ttl)) = local_copies {
             // Invalidation messages are pushed on the connection itself, which needs RESP3.
             let settings = info
                 .redis_settings()
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
             info = info.set_redis_settings(settings);
-            config = config.set_cache_config(CacheConfig::new().set_size(entries));
+            config = config.set_cache_config(
+                CacheConfig::new()
+                    .set_size(entries)
+                    .set_default_client_ttl(ttl),
+            );
         }
         let client = redis::Client::open(info).map_err(error)?;
         let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(error)?;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clm_cache::{
-    CacheBackend, MemoryBackend, RedisBackend, RedisClusterBackend, ScoreCache, ScoreKey,
+    CacheBackend, LOCAL_COPY_TTL, MemoryBackend, RedisBackend, RedisClusterBackend, ScoreCache,
+    ScoreKey,
 };
 use clm_testkit::{test_redis_url, unique_prefix};
 
@@ -20,7 +21,12 @@ fn key(contact: &str) -> ScoreKey {
 }
 
 fn local_copies(url: &str) -> RedisBackend {
-    RedisBackend::connect_lazy_with_local_copies(url, NonZeroUsize::new(1_000).unwrap()).unwrap()
+    local_copies_living(url, LOCAL_COPY_TTL)
+}
+
+fn local_copies_living(url: &str, ttl: Duration) -> RedisBackend {
+    RedisBackend::connect_lazy_with_local_copies(url, NonZeroUsize::new(1_000).unwrap(), ttl)
+        .unwrap()
 }
 
 /// Runs `body` on the memory backend and, when configured, on Redis and a Redis Cluster.
@@ -164,8 +170,9 @@ async fn local_copies_answer_reads_without_touching_redis() {
         return;
     };
     let prefix = unique_prefix();
+    // Copies that outlive the wait below.
     let cache = ScoreCache::new(
-        Arc::new(local_copies(&url)),
+        Arc::new(local_copies_living(&url, Duration::from_secs(60))),
         &prefix,
         Duration::from_secs(60),
     );
@@ -233,4 +240,52 @@ async fn a_process_reads_its_own_writes_at_once() {
     }
     cache.delete_many(&[key("a")]).await;
     assert_eq!(cache.get_many(&[key("a")]).await, vec![None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_see_the_last_write_within_the_copy_ttl() {
+    let Some(url) = test_redis_url().await else {
+        return;
+    };
+    // One process: readers and the writer share the backend, as GetScore and the applying
+    // of signals do. A read in flight while a write lands can store its older value after
+    // the write's invalidation; the copy TTL bounds how long that copy is used.
+    let cache = ScoreCache::new(
+        Arc::new(local_copies(&url)),
+        &unique_prefix(),
+        Duration::from_secs(60),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, stop) = (cache.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    cache.get_many(&[key("a")]).await;
+                    // A read answered locally never waits: let the writer run.
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..300u32 {
+        cache
+            .put_many(vec![(key("a"), i.to_be_bytes().to_vec())])
+            .await;
+    }
+    let last = 299u32.to_be_bytes();
+    let deadline = Instant::now() + LOCAL_COPY_TTL + Duration::from_secs(1);
+    loop {
+        let seen = cache.get_many(&[key("a")]).await.remove(0);
+        if seen.as_deref() == Some(&last[..]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still reads {seen:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    cache.delete_many(&[key("a")]).await;
 }
