@@ -47,14 +47,26 @@ impl ScoreKey {
 pub trait CacheBackend: Send + Sync + 'static {
     /// The values of `keys`, in order; `None` for a miss.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheError>;
-    /// Stores every entry with a time to live.
+    /// Stores every entry with a time to live; with [`Put::IfAbsent`], only where the key
+    /// holds no (live) value.
     async fn put_many(
         &self,
         entries: &[(String, Vec<u8>)],
         ttl: Duration,
+        put: Put,
     ) -> Result<(), CacheError>;
     /// Removes `keys`.
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError>;
+}
+
+/// How [`CacheBackend::put_many`] treats a key that already holds a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// Replace it: the write-through of a changed score.
+    Always,
+    /// Keep it: filling the cache from a database read, which a concurrent write-through
+    /// of a newer score may have overtaken.
+    IfAbsent,
 }
 
 /// Cache counters since start.
@@ -173,6 +185,16 @@ impl ScoreCache {
 
     /// Writes entries through; a failure is counted and logged, never returned.
     pub async fn put_many(&self, entries: Vec<(ScoreKey, Vec<u8>)>) {
+        self.put(entries, Put::Always).await;
+    }
+
+    /// Fills the cache with entries read from the database, leaving keys that already hold
+    /// a value: a write-through that landed since the read holds a newer one.
+    pub async fn fill_many(&self, entries: Vec<(ScoreKey, Vec<u8>)>) {
+        self.put(entries, Put::IfAbsent).await;
+    }
+
+    async fn put(&self, entries: Vec<(ScoreKey, Vec<u8>)>, put: Put) {
         if entries.is_empty() {
             return;
         }
@@ -180,7 +202,7 @@ impl ScoreCache {
             .into_iter()
             .map(|(k, v)| (k.render(&self.prefix), v))
             .collect();
-        if let Err(error) = self.backend.put_many(&rendered, self.ttl).await {
+        if let Err(error) = self.backend.put_many(&rendered, self.ttl, put).await {
             self.error("put", &error);
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use moka::future::Cache;
 
-use crate::{CacheBackend, CacheError};
+use crate::{CacheBackend, CacheError, Put};
 
 /// A bounded in-process cache (moka). One TTL for the whole cache, set by the first write.
 #[derive(Clone)]
@@ -39,12 +39,22 @@ impl CacheBackend for MemoryBackend {
         &self,
         entries: &[(String, Vec<u8>)],
         ttl: Duration,
+        put: Put,
     ) -> Result<(), CacheError> {
-        let expires = std::time::Instant::now() + ttl;
+        let now = std::time::Instant::now();
+        let expires = now + ttl;
         for (key, value) in entries {
-            self.entries
-                .insert(key.clone(), (value.clone(), expires))
-                .await;
+            let entry = (value.clone(), expires);
+            match put {
+                Put::Always => self.entries.insert(key.clone(), entry).await,
+                Put::IfAbsent => {
+                    // An expired entry counts as absent.
+                    self.entries
+                        .entry(key.clone())
+                        .or_insert_with_if(async { entry }, |(_, at)| *at <= now)
+                        .await;
+                }
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::caching::CacheConfig;
 use redis::{IntoConnectionInfo, ProtocolVersion};
 
-use crate::{CacheBackend, CacheError};
+use crate::{CacheBackend, CacheError, Put};
 
 /// Redis behind a connection manager that connects on first use and reconnects by
 /// itself; short timeouts keep a dead Redis from slowing requests down.
@@ -35,10 +35,13 @@ pub(crate) fn del(keys: &[String]) -> redis::Cmd {
     cmd
 }
 
-/// `SET key value EX seconds`.
-pub(crate) fn set_ex(key: &str, value: &[u8], seconds: u64) -> redis::Cmd {
+/// `SET key value EX seconds`, with `NX` for [`Put::IfAbsent`].
+pub(crate) fn set_ex(key: &str, value: &[u8], seconds: u64, put: Put) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value).arg("EX").arg(seconds);
+    if put == Put::IfAbsent {
+        cmd.arg("NX");
+    }
     cmd
 }
 
@@ -150,11 +153,12 @@ impl CacheBackend for RedisBackend {
         &self,
         entries: &[(String, Vec<u8>)],
         ttl: Duration,
+        put: Put,
     ) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
         let seconds = ttl.as_secs().max(1);
         for (key, value) in entries {
-            pipe.add_command(set_ex(key, value, seconds)).ignore();
+            pipe.add_command(set_ex(key, value, seconds, put)).ignore();
         }
         settle_local_copies(&mut pipe);
         let mut connection = self.connection.clone();

@@ -7,7 +7,7 @@ use redis::cluster_async::ClusterConnection;
 use tokio::sync::OnceCell;
 
 use crate::redis_backend::{del, error, mget, redis_span, set_ex, traced};
-use crate::{CacheBackend, CacheError};
+use crate::{CacheBackend, CacheError, Put};
 
 /// A Redis Cluster, found from one or more seed nodes. The connection is made on first use
 /// (and tried again on the next use while it fails), so a cluster that is down does not
@@ -60,6 +60,7 @@ impl CacheBackend for RedisClusterBackend {
         &self,
         entries: &[(String, Vec<u8>)],
         ttl: Duration,
+        put: Put,
     ) -> Result<(), CacheError> {
         let seconds = ttl.as_secs().max(1);
         let call = async {
@@ -67,7 +68,7 @@ impl CacheBackend for RedisClusterBackend {
             let sets = entries.iter().map(|(key, value)| {
                 let mut connection = connection.clone();
                 async move {
-                    set_ex(key, value, seconds)
+                    set_ex(key, value, seconds, put)
                         .query_async::<()>(&mut connection)
                         .await
                 }

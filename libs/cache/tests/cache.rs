@@ -106,12 +106,38 @@ cache_tests!(values_round_trip_in_batches, |backend| async move {
     cache.delete_many(&[key("b")]).await;
 });
 
+cache_tests!(a_fill_keeps_the_value_written_since, |backend| async move {
+    let cache = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(60));
+    // A database read fills an empty key...
+    cache.fill_many(vec![(key("a"), b"read".to_vec())]).await;
+    assert_eq!(
+        cache.get_many(&[key("a")]).await,
+        vec![Some(b"read".to_vec())]
+    );
+    // ...but not one a write-through has changed since the read.
+    cache.put_many(vec![(key("a"), b"newer".to_vec())]).await;
+    cache.fill_many(vec![(key("a"), b"older".to_vec())]).await;
+    assert_eq!(
+        cache.get_many(&[key("a")]).await,
+        vec![Some(b"newer".to_vec())]
+    );
+    cache.delete_many(&[key("a")]).await;
+});
+
 cache_tests!(entries_expire_after_their_ttl, |backend| async move {
     let cache = ScoreCache::new(backend, &unique_prefix(), Duration::from_secs(1));
     cache.put_many(vec![(key("short"), b"v".to_vec())]).await;
     assert!(cache.get_many(&[key("short")]).await[0].is_some());
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(cache.get_many(&[key("short")]).await[0].is_none());
+    // An expired entry counts as absent to a fill.
+    cache
+        .fill_many(vec![(key("short"), b"again".to_vec())])
+        .await;
+    assert_eq!(
+        cache.get_many(&[key("short")]).await,
+        vec![Some(b"again".to_vec())]
+    );
 });
 
 cache_tests!(prefixes_keep_tests_and_tenants_apart, |backend: Arc<

@@ -100,7 +100,7 @@ impl ScoringApi {
                 .iter()
                 .map(|(c, s)| (key(tenant, &model.id, c), encode(s)))
                 .collect();
-            self.cache.put_many(fill).await;
+            self.cache.fill_many(fill).await;
             for (contact, state) in contacts.iter().zip(states.iter_mut()) {
                 if state.is_none() {
                     *state = found.get(contact).cloned();
