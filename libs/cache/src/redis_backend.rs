@@ -15,6 +15,8 @@ use crate::{CacheBackend, CacheError, Put};
 #[derive(Clone)]
 pub struct RedisBackend {
     connection: ConnectionManager,
+    /// Local copies are kept, so writes wait for their invalidations.
+    local_copies: bool,
 }
 
 pub(crate) fn error(e: redis::RedisError) -> CacheError {
@@ -80,15 +82,17 @@ pub(crate) async fn traced<T>(
 /// on; this bounds how long.
 pub const LOCAL_COPY_TTL: Duration = Duration::from_secs(1);
 
-/// Ends a pipeline of writes with a PING. Redis sends the invalidations of a connection's
-/// own writes after each write's reply; the connection reads them in order, so by the
-/// PING's reply every local copy the writes made stale is dropped, and a read that follows
-/// the write on this process sees the new value.
-fn settle_local_copies(pipe: &mut redis::Pipeline) {
-    pipe.cmd("PING").ignore();
-}
-
 impl RedisBackend {
+    /// With local copies, ends a pipeline of writes with a PING. Redis sends the
+    /// invalidations of a connection's own writes after each write's reply; the connection
+    /// reads them in order, so by the PING's reply every local copy the writes made stale
+    /// is dropped, and a read that follows the write on this process sees the new value.
+    fn settle_local_copies(&self, pipe: &mut redis::Pipeline) {
+        if self.local_copies {
+            pipe.cmd("PING").ignore();
+        }
+    }
+
     /// A backend for `url` (`redis://host:port/db`); nothing is connected yet, so a Redis
     /// that is down does not stop a service from starting. Every read goes to Redis.
     pub fn connect_lazy(url: &str) -> Result<Self, CacheError> {
@@ -134,7 +138,10 @@ impl RedisBackend {
         }
         let client = redis::Client::open(info).map_err(error)?;
         let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(error)?;
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            local_copies: local_copies.is_some(),
+        })
     }
 }
 
@@ -160,7 +167,7 @@ impl CacheBackend for RedisBackend {
         for (key, value) in entries {
             pipe.add_command(set_ex(key, value, seconds, put)).ignore();
         }
-        settle_local_copies(&mut pipe);
+        self.settle_local_copies(&mut pipe);
         let mut connection = self.connection.clone();
         let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
         traced(redis_span("SET", entries.len()), call).await
@@ -169,7 +176,7 @@ impl CacheBackend for RedisBackend {
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
         let mut pipe = redis::pipe();
         pipe.add_command(del(keys)).ignore();
-        settle_local_copies(&mut pipe);
+        self.settle_local_copies(&mut pipe);
         let mut connection = self.connection.clone();
         let call = async { pipe.query_async::<()>(&mut connection).await.map_err(error) };
         traced(redis_span("DEL", keys.len()), call).await

@@ -304,8 +304,9 @@ pub struct Prediction {
 /// same day share them), the rest once per customer.
 pub struct Predictor<'m> {
     model: &'m BgNbd,
-    horizon: u32,
-    /// 1 / (1 + yearly rate)^(years to unit k), k = 1..=horizon.
+    /// The units 1..=horizon.
+    units: Vec<f64>,
+    /// 1 / (1 + yearly rate)^(years to unit k), for each of `units`.
     discounts: Vec<f64>,
     series: HashMap<u32, Hypergeometric>,
     /// Per (x, T): the body at the horizon, and the body's increments per unit, discounted.
@@ -316,12 +317,14 @@ impl<'m> Predictor<'m> {
     /// Predictions of `model` over `horizon` units, with `units_per_year` units a year,
     /// discounted at `yearly_rate`.
     pub fn new(model: &'m BgNbd, horizon: u32, units_per_year: f64, yearly_rate: f64) -> Self {
+        let units: Vec<f64> = (1..=horizon).map(f64::from).collect();
         Self {
             model,
-            horizon,
-            discounts: (1..=horizon)
-                .map(|k| (1.0 + yearly_rate).powf(-f64::from(k) / units_per_year))
+            discounts: units
+                .iter()
+                .map(|k| (1.0 + yearly_rate).powf(-k / units_per_year))
                 .collect(),
+            units,
             series: HashMap::new(),
             bodies: HashMap::new(),
         }
@@ -331,16 +334,15 @@ impl<'m> Predictor<'m> {
     pub fn predict(&mut self, s: &Summary) -> Prediction {
         let Self {
             model,
-            horizon,
+            units,
             discounts,
             series,
             bodies,
         } = self;
         let (body, discounted) = *bodies.entry((s.x, s.t.to_bits())).or_insert_with(|| {
             let series = series.entry(s.x).or_insert_with(|| model.series(s.x));
-            let units: Vec<f64> = (1..=*horizon).map(f64::from).collect();
             let mut values = vec![0.0; units.len()];
-            model.bodies(series, s.x, s.t, &units, &mut values);
+            model.bodies(series, s.x, s.t, units, &mut values);
             let (mut previous, mut discounted) = (0.0, 0.0);
             for (body, discount) in values.into_iter().zip(discounts.iter()) {
                 discounted += (body - previous) * discount;
