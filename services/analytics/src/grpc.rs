@@ -181,22 +181,15 @@ impl AnalyticsService for AnalyticsApi {
                 .as_ref()
                 .and_then(|range| range.start_time.as_ref())
                 .is_none();
+        let codes = StepCodes::new(&r.steps, &r.exclusion_steps);
         let (events, entered_only) = if r.over_stages {
             self.store
                 .stage_entries(&tenant, STAGE_MODEL, start, until)
                 .await
-                .map(|events| (events, 0))
+                .map(|events| (codes.of_all(events), 0))
         } else {
-            self.step_events(
-                &tenant,
-                &r.steps,
-                &r.exclusion_steps,
-                order,
-                (start, end),
-                until,
-                count_entries,
-            )
-            .await
+            self.step_events(&tenant, &codes, order, (start, end), until, count_entries)
+                .await
         }
         .map_err(|e| internal(&e))?;
         let breakdown = if r.breakdown_by.is_empty() {
@@ -218,8 +211,9 @@ impl AnalyticsService for AnalyticsApi {
         };
         let as_steps = |rows: Vec<funnel::StepRow>| {
             rows.into_iter()
-                .map(|s| pb::FunnelStep {
-                    step: s.step,
+                .zip(&r.steps)
+                .map(|(s, step)| pb::FunnelStep {
+                    step: step.clone(),
                     contacts: s.contacts,
                     overall_conversion: s.overall,
                     step_conversion: s.from_previous,
@@ -232,35 +226,32 @@ impl AnalyticsService for AnalyticsApi {
                 })
                 .collect()
         };
-        let keyed: Vec<(String, Vec<(i64, &str)>)> = events
-            .iter()
-            .map(|(contact, list)| {
-                let value = breakdown
-                    .as_ref()
-                    .and_then(|b| b.get(contact).cloned())
-                    .unwrap_or_default();
-                (value, list.iter().map(|(t, k)| (*t, k.as_str())).collect())
-            })
-            .collect();
-        let all: Vec<Vec<(i64, &str)>> = keyed.iter().map(|(_, e)| e.clone()).collect();
+        let (contacts, timelines): (Vec<String>, Vec<Vec<(i64, u16)>>) = events.into_iter().unzip();
         let total = funnel::funnel(
-            &all,
+            &timelines,
             entered_only,
-            &r.steps,
-            &r.exclusion_steps,
+            &codes.steps,
+            &codes.exclusions,
             order,
             (start, end),
             window_micros,
         );
-        let groups = if breakdown.is_some() {
+        let groups = if let Some(breakdown) = &breakdown {
+            let keyed = contacts
+                .iter()
+                .zip(timelines)
+                .map(|(contact, events)| {
+                    (breakdown.get(contact).cloned().unwrap_or_default(), events)
+                })
+                .collect();
             funnel::by_value(keyed)
                 .into_iter()
                 .map(|(value, contacts)| {
                     let rows = funnel::funnel(
                         &contacts,
                         0,
-                        &r.steps,
-                        &r.exclusion_steps,
+                        &codes.steps,
+                        &codes.exclusions,
                         order,
                         (start, end),
                         window_micros,
@@ -1014,55 +1005,118 @@ impl AnalyticsApi {
     /// order needs every tracked event (to see what comes between steps). Otherwise only
     /// the step and exclusion types are read, and of step 1 only each contact's first event
     /// in the range (the entry) when step 1 is not also a later step or an exclusion.
-    #[allow(clippy::too_many_arguments)]
     async fn step_events(
         &self,
         tenant: &str,
-        steps: &[String],
-        exclusions: &[String],
+        codes: &StepCodes<'_>,
         order: funnel::Order,
         (start, end): (i64, i64),
         until: i64,
         count_entries: bool,
-    ) -> Result<(std::collections::HashMap<String, Vec<(i64, String)>>, i64), sea_orm::DbErr> {
+    ) -> Result<(Vec<ContactEvents>, i64), sea_orm::DbErr> {
         if order == funnel::Order::Strict {
             let events = self.store.events(tenant, None, start, until).await?;
-            return Ok((events, 0));
+            return Ok((codes.of_all(events), 0));
         }
-        let kinds: Vec<String> = steps.iter().chain(exclusions).cloned().collect();
-        let entry = &steps[0];
-        if kinds[1..].contains(entry) {
-            let events = self
-                .store
-                .events(tenant, Some(&kinds), start, until)
-                .await?;
-            return Ok((events, 0));
+        let kinds = &codes.kinds;
+        let entry = kinds[0];
+        let later: Vec<(&str, u16)> = kinds[1..].iter().map(|k| (*k, codes.of(k))).collect();
+        if later.iter().any(|(k, _)| *k == entry) {
+            let all: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+            let events = self.store.events(tenant, Some(&all), start, until).await?;
+            return Ok((codes.of_all(events), 0));
         }
-        let mut events = self
-            .store
-            .events(tenant, Some(&kinds[1..]), start, until)
-            .await?;
-        let (entries, entered_only) = if count_entries {
+        let entry_code = codes.of(entry);
+        if count_entries {
             // With no start, a contact's entry is its first step-1 event ever: the rollup
             // holds it. Only contacts with a later event can get past the entry.
-            let entries = self
-                .store
-                .entry_times(tenant, entry, end, &kinds[1..], (start, until))
-                .await?;
-            let all = self.store.entries(tenant, entry, end).await?;
-            let entered_only = all - entries.len() as i64;
-            (entries, entered_only)
-        } else {
-            (self.store.first_events(tenant, entry, start, end).await?, 0)
-        };
-        let mut out = std::collections::HashMap::new();
-        for (contact, first) in entries {
-            let mut list = events.remove(&contact).unwrap_or_default();
-            // Before the other events at the same instant, as the entry comes first.
-            let at = list.partition_point(|(t, _)| *t < first);
-            list.insert(at, (first, entry.clone()));
-            out.insert(contact, list);
+            let (timelines, all) = tokio::try_join!(
+                self.store
+                    .entry_timelines(tenant, entry, end, &later, (start, until)),
+                self.store.entries(tenant, entry, end),
+            )?;
+            let entered_only = all - timelines.len() as i64;
+            let out = timelines
+                .into_iter()
+                .map(|t| (t.contact_id, with_entry(t.events, (t.entry_at, entry_code))))
+                .collect();
+            return Ok((out, entered_only));
         }
-        Ok((out, entered_only))
+        let names: Vec<String> = later.iter().map(|(k, _)| (*k).to_owned()).collect();
+        let mut events = self
+            .store
+            .events(tenant, Some(&names), start, until)
+            .await?;
+        let entries = self.store.first_events(tenant, entry, start, end).await?;
+        let out = entries
+            .into_iter()
+            .map(|(contact, first)| {
+                let list = events.remove(&contact).unwrap_or_default();
+                let list = list.into_iter().map(|(t, k)| (t, codes.of(&k))).collect();
+                (contact, with_entry(list, (first, entry_code)))
+            })
+            .collect();
+        Ok((out, 0))
+    }
+}
+
+/// A contact and its funnel events, as (instant, step code).
+type ContactEvents = (String, Vec<(i64, u16)>);
+
+/// `events` with the entry inserted before the other events at its instant, as the entry
+/// comes first.
+fn with_entry(mut events: Vec<(i64, u16)>, entry: (i64, u16)) -> Vec<(i64, u16)> {
+    let at = events.partition_point(|(t, _)| *t < entry.0);
+    events.insert(at, entry);
+    events
+}
+
+/// A funnel's steps and exclusions as small codes (the position of a name among them), so
+/// events are compared as numbers and not held as strings; events of other types share
+/// one code of their own.
+struct StepCodes<'a> {
+    /// Steps, then exclusions.
+    kinds: Vec<&'a str>,
+    steps: Vec<u16>,
+    exclusions: Vec<u16>,
+}
+
+impl<'a> StepCodes<'a> {
+    /// The code of events whose type is no step and no exclusion.
+    const OTHER: u16 = u16::MAX;
+
+    fn new(steps: &'a [String], exclusions: &'a [String]) -> Self {
+        let kinds: Vec<&str> = steps.iter().chain(exclusions).map(String::as_str).collect();
+        let mut codes = Self {
+            kinds,
+            steps: Vec::new(),
+            exclusions: Vec::new(),
+        };
+        codes.steps = steps.iter().map(|s| codes.of(s)).collect();
+        codes.exclusions = exclusions.iter().map(|s| codes.of(s)).collect();
+        codes
+    }
+
+    fn of(&self, kind: &str) -> u16 {
+        // At most 40 names (validated), so the position fits.
+        self.kinds
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(Self::OTHER, |i| i as u16)
+    }
+
+    fn of_all(
+        &self,
+        events: std::collections::HashMap<String, Vec<(i64, String)>>,
+    ) -> Vec<ContactEvents> {
+        events
+            .into_iter()
+            .map(|(contact, list)| {
+                (
+                    contact,
+                    list.into_iter().map(|(t, k)| (t, self.of(&k))).collect(),
+                )
+            })
+            .collect()
     }
 }

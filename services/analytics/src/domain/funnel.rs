@@ -24,11 +24,9 @@ pub enum Order {
     Any,
 }
 
-/// One step's numbers.
+/// One step's numbers, in the order of the steps.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepRow {
-    /// The step.
-    pub step: String,
     /// Contacts that reached it.
     pub contacts: i64,
     /// Share of step 1.
@@ -39,11 +37,12 @@ pub struct StepRow {
     pub median_from_previous: Option<Micros>,
 }
 
-/// How far one contact got, and when it reached each step.
-fn progress(
-    events: &[(Micros, &str)],
-    steps: &[String],
-    exclusions: &[String],
+/// How far one contact got, and when it reached each step. Events, steps and exclusions
+/// are keyed alike: by name, or by a code standing for it.
+fn progress<K: Copy + PartialEq>(
+    events: &[(Micros, K)],
+    steps: &[K],
+    exclusions: &[K],
     order: Order,
     range: (Micros, Micros),
     window: Micros,
@@ -56,13 +55,13 @@ fn progress(
     };
     let start = events[entry].0;
     let deadline = start.saturating_add(window);
-    let after: Vec<&(Micros, &str)> = events[entry + 1..]
+    let after: Vec<&(Micros, K)> = events[entry + 1..]
         .iter()
         .take_while(|(t, _)| *t <= deadline)
         .collect();
     let stop = after
         .iter()
-        .find(|(_, kind)| exclusions.iter().any(|x| x == kind))
+        .find(|(_, kind)| exclusions.contains(kind))
         .map_or(Micros::MAX, |(t, _)| *t);
     let mut reached = vec![start];
     match order {
@@ -90,10 +89,10 @@ fn progress(
             }
         }
         Order::Any => {
-            let first_of = |step: &str| {
+            let first_of = |step: &K| {
                 after
                     .iter()
-                    .find(|(t, kind)| *kind == step && *t < stop)
+                    .find(|(t, kind)| kind == step && *t < stop)
                     .map(|(t, _)| *t)
             };
             for step in &steps[1..] {
@@ -109,11 +108,11 @@ fn progress(
 
 /// The funnel of `contacts` (each with its events sorted by time), and of
 /// `entered_only` more contacts known to have entered and done nothing after.
-pub fn funnel(
-    contacts: &[Vec<(Micros, &str)>],
+pub fn funnel<K: Copy + PartialEq>(
+    contacts: &[Vec<(Micros, K)>],
     entered_only: i64,
-    steps: &[String],
-    exclusions: &[String],
+    steps: &[K],
+    exclusions: &[K],
     order: Order,
     range: (Micros, Micros),
     window: Micros,
@@ -131,11 +130,8 @@ pub fn funnel(
         }
     }
     let share = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    steps
-        .iter()
-        .enumerate()
-        .map(|(k, step)| StepRow {
-            step: step.clone(),
+    (0..steps.len())
+        .map(|k| StepRow {
             contacts: counts[k],
             overall: share(counts[k], counts[0]),
             from_previous: if k == 0 {
@@ -149,10 +145,10 @@ pub fn funnel(
 }
 
 /// Groups contacts by a breakdown value, keeping their events.
-pub fn by_value<'a>(
-    contacts: Vec<(String, Vec<(Micros, &'a str)>)>,
-) -> BTreeMap<String, Vec<Vec<(Micros, &'a str)>>> {
-    let mut groups: BTreeMap<String, Vec<Vec<(Micros, &'a str)>>> = BTreeMap::new();
+pub fn by_value<K>(
+    contacts: Vec<(String, Vec<(Micros, K)>)>,
+) -> BTreeMap<String, Vec<Vec<(Micros, K)>>> {
+    let mut groups: BTreeMap<String, Vec<Vec<(Micros, K)>>> = BTreeMap::new();
     for (value, events) in contacts {
         groups.entry(value).or_default().push(events);
     }
@@ -163,8 +159,8 @@ pub fn by_value<'a>(
 mod tests {
     use super::*;
 
-    fn steps(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| (*s).to_owned()).collect()
+    fn steps<'a>(names: &[&'a str]) -> Vec<&'a str> {
+        names.to_vec()
     }
 
     #[test]

@@ -7,13 +7,13 @@
 use std::collections::BTreeMap;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
 };
 
 use super::Store;
-use super::entities::{fact, first_event};
+use super::entities::first_event;
 
 /// (type, contact) -> the earliest instant seen.
 pub(crate) type Firsts = BTreeMap<(String, String), i64>;
@@ -114,39 +114,5 @@ impl Store {
             .count(&self.db)
             .await?;
         Ok(count as i64)
-    }
-
-    /// The first event of `kind`, when before `end`, of each contact that has an event of
-    /// `later` kinds in [start, until): in one query, the contacts found by the database
-    /// (chunks of ids in bound values made PostgreSQL plan each chunk afresh, and some
-    /// plans scanned the whole rollup).
-    pub async fn entry_times(
-        &self,
-        tenant: &str,
-        kind: &str,
-        end: i64,
-        later: &[String],
-        (start, until): (i64, i64),
-    ) -> Result<Vec<(String, i64)>, DbErr> {
-        // Not DISTINCT: SQLite then walked the by-contact index over every fact.
-        let candidates = Query::select()
-            .column(fact::Column::ContactId)
-            .from(fact::Entity)
-            .and_where(fact::Column::TenantId.eq(tenant))
-            .and_where(fact::Column::Kind.is_in(later.iter().cloned()))
-            .and_where(fact::Column::OccurredAt.gte(start))
-            .and_where(fact::Column::OccurredAt.lt(until))
-            .to_owned();
-        // `end` is applied here: in SQL it led SQLite's planner to the by-time index.
-        let rows: Vec<(String, i64)> = first_event::Entity::find()
-            .select_only()
-            .columns([first_event::Column::ContactId, first_event::Column::FirstAt])
-            .filter(first_event::Column::TenantId.eq(tenant))
-            .filter(first_event::Column::Kind.eq(kind))
-            .filter(first_event::Column::ContactId.in_subquery(candidates))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().filter(|(_, at)| *at < end).collect())
     }
 }

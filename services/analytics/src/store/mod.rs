@@ -7,12 +7,14 @@ mod ingest;
 pub mod migration;
 mod reads;
 mod stage_rollup;
+mod timelines;
 
 use sea_orm::DatabaseConnection;
 
 pub use ingest::{ContactFact, Ingested, TransitionFact};
 pub use reads::{Customer, Stay};
 pub use stage_rollup::{StageRollup, StageTotals};
+pub use timelines::Timeline;
 
 /// The analytics database.
 #[derive(Debug, Clone)]

@@ -1122,6 +1122,36 @@ backend_tests!(
 );
 
 backend_tests!(
+    funnels_over_all_time_carry_any_contact_id_and_both_halves_of_the_contacts,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let day = 86_400;
+        // Ids with the characters the timelines are written with, and many bytes; numbered
+        // ids end in every digit, so both halves the contacts are read in hold some.
+        let mut ids: Vec<String> = ["a b", "x;y,z", "é/1 2", "c:7 ", "ünï"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        ids.extend((0..10).map(|i| format!("n{i}")));
+        let mut events = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            events.push(app.interaction(id, "page_view", 1, 0));
+            if i % 3 != 2 {
+                events.push(app.interaction(id, "demo_request", 2, 0));
+            }
+            if i % 3 == 0 {
+                events.push(app.interaction(id, "purchase", 4, 1000));
+            }
+        }
+        app.ingest(events).await;
+        assert_eq!(
+            funnel_both_ways(&app, pb::FunnelOrder::Sequential).await,
+            [(15, None), (10, Some(day)), (5, Some(2 * day))]
+        );
+    }
+);
+
+backend_tests!(
     the_entry_rollup_is_built_from_facts_stored_before_it,
     |db: clm_testkit::TestDatabase| async move {
         use clm_analytics::store::{Store, entities::fact, migration::Migrator};
@@ -1153,18 +1183,25 @@ backend_tests!(
         Migrator::up(&conn, None).await.unwrap();
         let store = Store::new(conn);
         assert_eq!(store.entries("default", "page_view", NOW).await.unwrap(), 2);
-        let mut first = store
-            .entry_times(
+        // b entered after the end; a's events come in time order, not as stored.
+        let timelines = store
+            .entry_timelines(
                 "default",
                 "page_view",
                 5 * DAY,
-                &["page_view".into()],
+                &[("page_view", 7)],
                 (0, NOW),
             )
             .await
             .unwrap();
-        first.sort();
-        assert_eq!(first, [("a".to_owned(), 2 * DAY)]);
+        assert_eq!(
+            timelines,
+            [clm_analytics::store::Timeline {
+                contact_id: "a".into(),
+                entry_at: 2 * DAY,
+                events: vec![(2 * DAY, 7), (5 * DAY, 7)],
+            }]
+        );
     }
 );
 
