@@ -1051,8 +1051,7 @@ impl AnalyticsApi {
         let out = entries
             .into_iter()
             .map(|(contact, first)| {
-                let list = events.remove(&contact).unwrap_or_default();
-                let list = list.into_iter().map(|(t, k)| (t, codes.of(&k))).collect();
+                let list = codes.timeline(events.remove(&contact).unwrap_or_default());
                 (contact, with_entry(list, (first, entry_code)))
             })
             .collect();
@@ -1063,7 +1062,7 @@ impl AnalyticsApi {
 /// A contact and its funnel events, as (instant, step code).
 type ContactEvents = (String, Vec<(i64, u16)>);
 
-/// `events` with the entry inserted before the other events at its instant, as the entry
+/// `events` with the entry inserted before the other events at its instant, as step 1
 /// comes first.
 fn with_entry(mut events: Vec<(i64, u16)>, entry: (i64, u16)) -> Vec<(i64, u16)> {
     let at = events.partition_point(|(t, _)| *t < entry.0);
@@ -1105,18 +1104,21 @@ impl<'a> StepCodes<'a> {
             .map_or(Self::OTHER, |i| i as u16)
     }
 
+    /// A contact's events as codes, in the order funnels take them (see `funnel`).
+    fn timeline(&self, events: Vec<(i64, String)>) -> Vec<(i64, u16)> {
+        let mut coded: Vec<(i64, u16)> =
+            events.into_iter().map(|(t, k)| (t, self.of(&k))).collect();
+        coded.sort_unstable();
+        coded
+    }
+
     fn of_all(
         &self,
         events: std::collections::HashMap<String, Vec<(i64, String)>>,
     ) -> Vec<ContactEvents> {
         events
             .into_iter()
-            .map(|(contact, list)| {
-                (
-                    contact,
-                    list.into_iter().map(|(t, k)| (t, self.of(&k))).collect(),
-                )
-            })
+            .map(|(contact, list)| (contact, self.timeline(list)))
             .collect()
     }
 }

@@ -8,6 +8,10 @@
 //!   all of steps 1..k.
 //!
 //! An exclusion event after entry stops the contact's progress at the step it had reached.
+//!
+//! Events at the same instant are taken in the order of the funnel's steps, then its
+//! exclusions, then any other type: a demo request and a purchase recorded in the same
+//! microsecond count as the steps list them, not by chance (such as their ids' order).
 
 use std::collections::BTreeMap;
 

@@ -1152,6 +1152,28 @@ backend_tests!(
 );
 
 backend_tests!(
+    events_at_the_same_instant_count_in_the_order_of_the_steps,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let day = 86_400;
+        // The purchase is recorded first (its id sorts first) at the demo request's instant.
+        app.ingest(vec![
+            app.interaction("g", "page_view", 1, 0),
+            app.interaction("g", "purchase", 2, 1000),
+            app.interaction("g", "demo_request", 2, 0),
+        ])
+        .await;
+        for order in [pb::FunnelOrder::Sequential, pb::FunnelOrder::Strict] {
+            assert_eq!(
+                funnel_both_ways(&app, order).await,
+                [(1, None), (1, Some(day)), (1, Some(0))],
+                "{order:?}"
+            );
+        }
+    }
+);
+
+backend_tests!(
     the_entry_rollup_is_built_from_facts_stored_before_it,
     |db: clm_testkit::TestDatabase| async move {
         use clm_analytics::store::{Store, entities::fact, migration::Migrator};
