@@ -86,46 +86,63 @@ impl Store {
     }
 }
 
+/// What the query says differently on each backend.
+struct Dialect {
+    /// Numbered parameters: `$1` or `?1`.
+    placeholder: char,
+    /// SQLite must be told to read the later steps' events first: inlined, it grouped them
+    /// by walking the by-contact index over every fact of the tenant. PostgreSQL plans
+    /// better inlined.
+    materialized: &'static str,
+    /// The aggregate joining texts.
+    concat: &'static str,
+    /// The code of the last character of `contact_id`.
+    last_char: &'static str,
+    /// The length of `t.contact_id` in bytes.
+    bytes: &'static str,
+    /// The entries' table; SQLite picks its primary key, then reads the row for the
+    /// instant, unless pointed at the covering index.
+    entries: &'static str,
+}
+
+const POSTGRES: Dialect = Dialect {
+    placeholder: '$',
+    materialized: "",
+    concat: "string_agg",
+    last_char: "ascii(right(contact_id, 1))",
+    bytes: "octet_length(t.contact_id)",
+    entries: "first_events f",
+};
+
+const SQLITE: Dialect = Dialect {
+    placeholder: '?',
+    materialized: "MATERIALIZED ",
+    concat: "group_concat",
+    last_char: "COALESCE(unicode(substr(contact_id, -1)), 0)",
+    bytes: "length(CAST(t.contact_id AS BLOB))",
+    entries: "first_events f INDEXED BY first_events_covering",
+};
+
 /// One query: the later steps' events of one half of the contacts, read from the by-kind
 /// index and grouped per contact, each joined to the contact's entry, all as one text:
 /// per contact `<id's length in bytes> <entry> <instant>/<code>,... <id>`, back to back
-/// (the length makes any id safe to carry). `MATERIALIZED` keeps the by-kind index in use
-/// (inlined, SQLite grouped by walking the by-contact index over every fact of the
-/// tenant); `CROSS JOIN` makes SQLite look each contact's entry up rather than scan every
-/// entry of the type.
+/// (the length makes any id safe to carry). `CROSS JOIN` makes SQLite look each contact's
+/// entry up rather than scan every entry of the type.
 fn timelines_sql(backend: DbBackend, later: usize) -> String {
-    let postgres = backend == DbBackend::Postgres;
-    let p = |n: usize| {
-        if postgres {
-            format!("${n}")
-        } else {
-            format!("?{n}")
-        }
+    let d = if backend == DbBackend::Postgres {
+        &POSTGRES
+    } else {
+        &SQLITE
     };
+    let p = |n: usize| format!("{}{n}", d.placeholder);
     // Parameters: 1 tenant, 2 entry type, 3 start, 4 until, 5 the half (0 or 1), then
     // (type, code) pairs.
     let kinds: Vec<String> = (0..later).map(|i| p(6 + 2 * i)).collect();
     let codes: String = (0..later)
         .map(|i| format!(" WHEN {} THEN {}", p(6 + 2 * i), p(7 + 2 * i)))
         .collect();
-    let (concat, last_char, bytes, entries) = if postgres {
-        (
-            "string_agg",
-            "ascii(right(contact_id, 1))",
-            "octet_length(t.contact_id)",
-            "first_events f",
-        )
-    } else {
-        (
-            "group_concat",
-            "COALESCE(unicode(substr(contact_id, -1)), 0)",
-            "length(CAST(t.contact_id AS BLOB))",
-            // SQLite picks the primary key (then a read of the row for the instant).
-            "first_events f INDEXED BY first_events_covering",
-        )
-    };
     format!(
-        "WITH later AS MATERIALIZED (\
+        "WITH later AS {materialized}(\
            SELECT contact_id, occurred_at, CASE kind{codes} END AS code \
            FROM interaction_facts \
            WHERE tenant_id = {tenant} AND kind IN ({kinds}) \
@@ -140,6 +157,11 @@ fn timelines_sql(backend: DbBackend, later: usize) -> String {
              || ' ' || t.contact_id, '') \
          FROM timelines t CROSS JOIN {entries} \
          WHERE f.tenant_id = {tenant} AND f.kind = {entry} AND f.contact_id = t.contact_id",
+        materialized = d.materialized,
+        concat = d.concat,
+        last_char = d.last_char,
+        bytes = d.bytes,
+        entries = d.entries,
         tenant = p(1),
         entry = p(2),
         start = p(3),
