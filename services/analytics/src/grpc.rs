@@ -8,6 +8,7 @@ use clm_proto::common::v1 as common;
 use clm_runtime::{Error, FieldViolation, tenant};
 
 use crate::domain::clv::{BgNbd, GammaGamma, Predictor, Summary};
+use crate::domain::funnel::{ContactEvents, StepCodes, with_entry};
 use crate::domain::periods::Period;
 use crate::domain::rfm::SegmentMap;
 use crate::domain::{Clock, DAY, acquisition, activity, cohorts, funnel, nps, rfm, stages};
@@ -1056,69 +1057,5 @@ impl AnalyticsApi {
             })
             .collect();
         Ok((out, 0))
-    }
-}
-
-/// A contact and its funnel events, as (instant, step code).
-type ContactEvents = (String, Vec<(i64, u16)>);
-
-/// `events` with the entry inserted before the other events at its instant, as step 1
-/// comes first.
-fn with_entry(mut events: Vec<(i64, u16)>, entry: (i64, u16)) -> Vec<(i64, u16)> {
-    let at = events.partition_point(|(t, _)| *t < entry.0);
-    events.insert(at, entry);
-    events
-}
-
-/// A funnel's steps and exclusions as small codes (the position of a name among them), so
-/// events are compared as numbers and not held as strings; events of other types share
-/// one code of their own.
-struct StepCodes<'a> {
-    /// Steps, then exclusions.
-    kinds: Vec<&'a str>,
-    steps: Vec<u16>,
-    exclusions: Vec<u16>,
-}
-
-impl<'a> StepCodes<'a> {
-    /// The code of events whose type is no step and no exclusion.
-    const OTHER: u16 = u16::MAX;
-
-    fn new(steps: &'a [String], exclusions: &'a [String]) -> Self {
-        let kinds: Vec<&str> = steps.iter().chain(exclusions).map(String::as_str).collect();
-        let mut codes = Self {
-            kinds,
-            steps: Vec::new(),
-            exclusions: Vec::new(),
-        };
-        codes.steps = steps.iter().map(|s| codes.of(s)).collect();
-        codes.exclusions = exclusions.iter().map(|s| codes.of(s)).collect();
-        codes
-    }
-
-    fn of(&self, kind: &str) -> u16 {
-        // At most 40 names (validated), so the position fits.
-        self.kinds
-            .iter()
-            .position(|k| *k == kind)
-            .map_or(Self::OTHER, |i| i as u16)
-    }
-
-    /// A contact's events as codes, in the order funnels take them (see `funnel`).
-    fn timeline(&self, events: Vec<(i64, String)>) -> Vec<(i64, u16)> {
-        let mut coded: Vec<(i64, u16)> =
-            events.into_iter().map(|(t, k)| (t, self.of(&k))).collect();
-        coded.sort_unstable();
-        coded
-    }
-
-    fn of_all(
-        &self,
-        events: std::collections::HashMap<String, Vec<(i64, String)>>,
-    ) -> Vec<ContactEvents> {
-        events
-            .into_iter()
-            .map(|(contact, list)| (contact, self.timeline(list)))
-            .collect()
     }
 }

@@ -13,7 +13,7 @@
 //! exclusions, then any other type: a demo request and a purchase recorded in the same
 //! microsecond count as the steps list them, not by chance (such as their ids' order).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Micros, median};
 
@@ -159,6 +159,72 @@ pub fn by_value<K>(
     groups
 }
 
+/// A contact and its funnel events, as (instant, step code).
+pub type ContactEvents = (String, Vec<(i64, u16)>);
+
+/// `events` with the entry inserted before the other events at its instant, as step 1
+/// comes first.
+pub fn with_entry(mut events: Vec<(i64, u16)>, entry: (i64, u16)) -> Vec<(i64, u16)> {
+    let at = events.partition_point(|(t, _)| *t < entry.0);
+    events.insert(at, entry);
+    events
+}
+
+/// A funnel's steps and exclusions as small codes (the position of a name among them), so
+/// events are compared as numbers and not held as strings; events of other types share
+/// one code of their own.
+pub struct StepCodes<'a> {
+    /// Steps, then exclusions.
+    pub kinds: Vec<&'a str>,
+    /// The steps' codes.
+    pub steps: Vec<u16>,
+    /// The exclusions' codes.
+    pub exclusions: Vec<u16>,
+}
+
+impl<'a> StepCodes<'a> {
+    /// The code of events whose type is no step and no exclusion.
+    const OTHER: u16 = u16::MAX;
+
+    /// The codes of a funnel's steps and exclusions.
+    pub fn new(steps: &'a [String], exclusions: &'a [String]) -> Self {
+        let kinds: Vec<&str> = steps.iter().chain(exclusions).map(String::as_str).collect();
+        let mut codes = Self {
+            kinds,
+            steps: Vec::new(),
+            exclusions: Vec::new(),
+        };
+        codes.steps = steps.iter().map(|s| codes.of(s)).collect();
+        codes.exclusions = exclusions.iter().map(|s| codes.of(s)).collect();
+        codes
+    }
+
+    /// The code of a type.
+    pub fn of(&self, kind: &str) -> u16 {
+        // At most 40 names (validated), so the position fits.
+        self.kinds
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(Self::OTHER, |i| i as u16)
+    }
+
+    /// A contact's events as codes, in the order funnels take them (see the module's head).
+    pub fn timeline(&self, events: Vec<(i64, String)>) -> Vec<(i64, u16)> {
+        let mut coded: Vec<(i64, u16)> =
+            events.into_iter().map(|(t, k)| (t, self.of(&k))).collect();
+        coded.sort_unstable();
+        coded
+    }
+
+    /// Each contact's events as codes, in the order funnels take them.
+    pub fn of_all(&self, events: HashMap<String, Vec<(i64, String)>>) -> Vec<ContactEvents> {
+        events
+            .into_iter()
+            .map(|(contact, list)| (contact, self.timeline(list)))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +260,30 @@ mod tests {
             "the buy came before entry"
         );
         assert!((seq[2].overall - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn step_codes_name_each_type_once_and_order_ties_by_step() {
+        let steps = ["visit".to_owned(), "buy".to_owned()];
+        let exclusions = ["unsubscribe".to_owned(), "visit".to_owned()];
+        let codes = StepCodes::new(&steps, &exclusions);
+        assert_eq!(codes.steps, [0, 1]);
+        assert_eq!(
+            codes.exclusions,
+            [2, 0],
+            "a type listed twice keeps one code"
+        );
+        assert_eq!(codes.of("email"), StepCodes::OTHER);
+        let events = vec![
+            (5, "email".into()),
+            (5, "buy".into()),
+            (5, "visit".into()),
+            (3, "buy".into()),
+        ];
+        assert_eq!(
+            codes.timeline(events),
+            [(3, 1), (5, 0), (5, 1), (5, StepCodes::OTHER)]
+        );
     }
 
     #[test]
