@@ -11,6 +11,7 @@ use clm_proto::scoring::v1::scoring_service_server::ScoringService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
 use clm_runtime::{Error, require_id, tenant};
 
+use crate::cached;
 use crate::convert::{
     event_from_proto, model_to_proto, score_to_proto, spec_from_proto, timestamp,
 };
@@ -63,7 +64,12 @@ impl ScoringApi {
     ) {
         let entries = changed
             .iter()
-            .map(|c| (key(tenant, &c.model_id, &c.contact_id), encode(&c.state)))
+            .map(|c| {
+                (
+                    key(tenant, &c.model_id, &c.contact_id),
+                    cached::encode(&c.state),
+                )
+            })
             .collect();
         self.cache.put_many(entries).await;
         let keys: Vec<ScoreKey> = removed.iter().map(|(m, c)| key(tenant, m, c)).collect();
@@ -82,7 +88,7 @@ impl ScoringApi {
         let cached = self.cache.get_many(&keys).await;
         let mut states: Vec<Option<ScoreState>> = cached
             .into_iter()
-            .map(|v| v.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+            .map(|v| v.and_then(|bytes| cached::decode(&bytes)))
             .collect();
         let missing: Vec<String> = contacts
             .iter()
@@ -98,7 +104,7 @@ impl ScoringApi {
                 .map_err(status)?;
             let fill = found
                 .iter()
-                .map(|(c, s)| (key(tenant, &model.id, c), encode(s)))
+                .map(|(c, s)| (key(tenant, &model.id, c), cached::encode(s)))
                 .collect();
             self.cache.fill_many(fill).await;
             for (contact, state) in contacts.iter().zip(states.iter_mut()) {
@@ -121,10 +127,6 @@ fn key(tenant: &str, model: &str, contact: &str) -> ScoreKey {
         model: model.to_owned(),
         contact: contact.to_owned(),
     }
-}
-
-fn encode(state: &ScoreState) -> Vec<u8> {
-    serde_json::to_vec(state).expect("a state always serialises")
 }
 
 fn status(error: ScoringError) -> Status {

@@ -2,6 +2,7 @@
 //! thresholds, folded from an append-only ledger and served through a score cache.
 #![forbid(unsafe_code)]
 
+mod cached;
 mod convert;
 pub mod domain;
 mod grpc;
