@@ -547,32 +547,13 @@ mod tests {
 
     #[test]
     fn the_likelihood_gradient_is_its_slope() {
+        let summary = |x, t_x, t| Summary { x, t_x, t };
         let data = [
-            Summary {
-                x: 0,
-                t_x: 0.0,
-                t: 30.0,
-            },
-            Summary {
-                x: 5,
-                t_x: 12.5,
-                t: 40.0,
-            },
-            Summary {
-                x: 1,
-                t_x: 30.0,
-                t: 31.0,
-            },
-            Summary {
-                x: 2,
-                t_x: 12.5,
-                t: 30.0,
-            },
-            Summary {
-                x: 7,
-                t_x: 39.0,
-                t: 40.0,
-            },
+            summary(0, 0.0, 30.0),
+            summary(5, 12.5, 40.0),
+            summary(1, 30.0, 31.0),
+            summary(2, 12.5, 30.0),
+            summary(7, 39.0, 40.0),
         ];
         let likelihood = Likelihood::new(&data);
         let at = |p: &[f64; 4]| model_at(p);

@@ -199,7 +199,8 @@ impl Store {
     }
 
     /// Events of each contact in [start, end): interactions of `kinds` (all when `None`),
-    /// sorted by time. Funnels must scan facts: their steps are arbitrary types.
+    /// in no particular order (funnels order them by time and step; see
+    /// `domain::funnel`). Funnels must scan facts: their steps are arbitrary types.
     pub async fn events(
         &self,
         tenant: &str,
@@ -215,20 +216,17 @@ impl Store {
             query = query.filter(fact::Column::Kind.is_in(kinds.iter().cloned()));
         }
         let mut out: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-        // Sorted here, not in SQL, so the by-kind index serves the query (see nps_answers).
-        let mut rows: Vec<(String, i64, String, String)> = query
+        let rows: Vec<(String, i64, String)> = query
             .select_only()
             .columns([
                 fact::Column::ContactId,
                 fact::Column::OccurredAt,
-                fact::Column::EventId,
                 fact::Column::Kind,
             ])
             .into_tuple()
             .all(&self.db)
             .await?;
-        rows.sort_unstable_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
-        for (contact, at, _, kind) in rows {
+        for (contact, at, kind) in rows {
             out.entry(contact).or_default().push((at, kind));
         }
         Ok(out)
@@ -258,7 +256,8 @@ impl Store {
             .await
     }
 
-    /// Stage entries of `model` in [start, end) as events named after the stage.
+    /// Stage entries of `model` in [start, end) as events named after the stage, in no
+    /// particular order (as [`Store::events`]).
     pub async fn stage_entries(
         &self,
         tenant: &str,
@@ -272,8 +271,6 @@ impl Store {
             .filter(transition::Column::ModelId.eq(model))
             .filter(transition::Column::OccurredAt.gte(start))
             .filter(transition::Column::OccurredAt.lt(end))
-            .order_by_asc(transition::Column::OccurredAt)
-            .order_by_asc(transition::Column::EventId)
             .all(&self.db)
             .await?
         {
