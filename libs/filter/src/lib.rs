@@ -139,6 +139,19 @@ impl<T> Mapped<T> {
             Self::Leaf(t) => leaf(t),
         }
     }
+
+    /// Every comparison of the tree, left to right.
+    pub fn leaves(&self) -> Vec<&T> {
+        match self {
+            Self::And(a, b) | Self::Or(a, b) => {
+                let mut out = a.leaves();
+                out.extend(b.leaves());
+                out
+            }
+            Self::Not(inner) => inner.leaves(),
+            Self::Leaf(t) => vec![t],
+        }
+    }
 }
 
 pub use eval::compare_text;

@@ -70,6 +70,9 @@ async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
         .max_connections(8)
         .min_connections(1)
         .sqlx_logging(false)
+        // A file does not go away under an open connection: no ping (a round trip to the
+        // driver's thread) before each use.
+        .test_before_acquire(false)
         .map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
             // WAL lets readers run beside the writer; FULL keeps an acknowledged write
@@ -106,6 +109,9 @@ async fn connect_postgres(url: &str, schema: &str) -> Result<DatabaseConnection,
         .max_connections(16)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(5))
+        // A ping (a round trip) only for a connection idle long enough to have been cut by
+        // the server or a proxy, not before every statement.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
         .set_schema_search_path(schema.to_owned());
     Ok(Database::connect(options).await?)

@@ -44,14 +44,63 @@ pub struct Facts {
     pub stage: String,
     /// The type of the interaction being applied, if the signal is one.
     pub event: Option<String>,
+    /// The contact's latest interaction when `activities` holds only part of the history.
+    pub last_activity_at: Option<Micros>,
 }
 
 impl Facts {
     /// When the contact last did anything.
     pub fn last_activity(&self) -> Option<Micros> {
-        self.activities.iter().map(|a| a.occurred_at).max()
+        self.activities
+            .iter()
+            .map(|a| a.occurred_at)
+            .chain(self.last_activity_at)
+            .max()
     }
 }
+
+/// The part of a contact's history a set of conditions can look at: the interactions of
+/// the types they count (purchases for `spend`) within their longest window, and the time
+/// of the latest interaction when one asks for `inactive_days`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum History {
+    /// Every interaction (for callers that do not say what they evaluate).
+    Whole,
+    /// Only what the conditions read.
+    Part {
+        /// The interaction types counted.
+        kinds: std::collections::BTreeSet<String>,
+        /// The longest window of a count or a sum.
+        span: Micros,
+        /// Whether `inactive_days` is asked for.
+        last: bool,
+    },
+}
+
+impl History {
+    /// What `conditions` read.
+    pub fn of<'a>(conditions: impl IntoIterator<Item = &'a Condition>) -> Self {
+        let (mut kinds, mut span, mut last) = (std::collections::BTreeSet::new(), 0, false);
+        for check in conditions.into_iter().flatten().flat_map(|c| c.leaves()) {
+            match &check.field {
+                Field::Count(kind, window) => {
+                    kinds.insert(kind.clone());
+                    span = span.max(*window);
+                }
+                Field::Spend(window) => {
+                    kinds.insert(PURCHASE.to_owned());
+                    span = span.max(*window);
+                }
+                Field::InactiveDays => last = true,
+                _ => {}
+            }
+        }
+        Self::Part { kinds, span, last }
+    }
+}
+
+/// The interaction type whose values `spend` adds up.
+const PURCHASE: &str = "purchase";
 
 /// A compiled field reference.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +245,7 @@ pub fn holds(condition: &Condition, facts: &Facts, now: Micros) -> bool {
                     .activities
                     .iter()
                     .filter(|a| {
-                        a.kind == "purchase" && a.occurred_at > now - span && a.occurred_at <= now
+                        a.kind == PURCHASE && a.occurred_at > now - span && a.occurred_at <= now
                     })
                     .map(|a| a.amount_micros as f64 / 1e6)
                     .sum(),
@@ -245,6 +294,45 @@ mod tests {
             &facts,
             now + 81 * DAY
         ));
+    }
+
+    #[test]
+    fn history_needed_is_the_counted_types_over_the_longest_window() {
+        let c = |s: &str| compile(s, true).unwrap();
+        let rules = [
+            c(r#"event = "purchase" AND count.purchase.365d >= "2""#),
+            c(r#"NOT count.demo_request.30d = "0" OR spend.400d > "10""#),
+            c(r#"band = "SQL""#),
+            None,
+        ];
+        assert_eq!(
+            History::of(&rules),
+            History::Part {
+                kinds: ["demo_request", "purchase"].map(String::from).into(),
+                span: 400 * DAY,
+                last: false,
+            }
+        );
+        assert_eq!(
+            History::of(&[c(r#"stage = "x" OR inactive_days > "30""#)]),
+            History::Part {
+                kinds: Default::default(),
+                span: 0,
+                last: true,
+            }
+        );
+    }
+
+    #[test]
+    fn the_latest_interaction_counts_when_the_history_is_partial() {
+        let facts = Facts {
+            activities: vec![activity("purchase", 5 * DAY, 1)],
+            last_activity_at: Some(9 * DAY),
+            ..Facts::default()
+        };
+        assert_eq!(facts.last_activity(), Some(9 * DAY));
+        let c = compile(r#"inactive_days = "1""#, false).unwrap();
+        assert!(holds(&c, &facts, 10 * DAY));
     }
 
     #[test]

@@ -363,6 +363,11 @@ impl CompiledModel {
         }
     }
 
+    /// The compiled conditions of the entry rules.
+    pub fn conditions(&self) -> impl Iterator<Item = &Condition> {
+        self.rules.iter().map(|r| &r.condition)
+    }
+
     /// The stage a new contact enters.
     pub fn first_stage(&self) -> &str {
         self.spec

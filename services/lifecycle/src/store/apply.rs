@@ -13,6 +13,7 @@ use super::entities::{
     activity, applied_signal, contact_fact, contact_stage, fired_trigger, lifecycle_event,
     segment_member, stage_history, tombstone,
 };
+use crate::domain::facts::History;
 use crate::domain::model::CompiledModel;
 use crate::domain::{LifecycleError, Micros};
 
@@ -109,8 +110,21 @@ impl Store {
         let segments = engine::load_segments(&txn, tenant).await?;
         let mut batch = Batch::new(tenant, now);
         let model_ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+        let history = History::of(
+            models
+                .iter()
+                .flat_map(CompiledModel::conditions)
+                .chain(segments.iter().map(|(_, condition)| condition)),
+        );
         batch
-            .preload(&txn, tenant, &signals, &erased, &model_ids, &segments)
+            .preload(
+                &txn,
+                tenant,
+                &signals,
+                &erased,
+                (&model_ids, &segments),
+                &history,
+            )
             .await?;
         // Each contact is loaded once per call and kept in memory while its signals apply
         // (a batch holds many signals of few contacts); writes of activities and facts are
@@ -137,7 +151,15 @@ impl Store {
             let state = match batch.contacts.entry(contact.clone()) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                    ContactState::load(&txn, tenant, &contact, &model_ids, &segments).await?,
+                    ContactState::load(
+                        &txn,
+                        tenant,
+                        &contact,
+                        &model_ids,
+                        &segments,
+                        (&history, now),
+                    )
+                    .await?,
                 ),
             };
             match signal.kind {
@@ -214,8 +236,8 @@ impl Batch {
         tenant: &str,
         signals: &[Signal],
         erased: &HashSet<String>,
-        models: &[String],
-        segments: &engine::Segments,
+        (models, segments): (&[String], &engine::Segments),
+        history: &History,
     ) -> Result<(), LifecycleError> {
         let contacts: HashSet<&String> = signals
             .iter()
@@ -223,7 +245,16 @@ impl Batch {
             .filter(|c| !erased.contains(*c))
             .collect();
         let contacts: Vec<String> = contacts.into_iter().cloned().collect();
-        self.contacts = ContactState::load_many(txn, tenant, &contacts, models, segments).await?;
+        self.contacts = ContactState::load_many(
+            txn,
+            tenant,
+            &contacts,
+            models,
+            segments,
+            history,
+            self.writes.now,
+        )
+        .await?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ pub(crate) use super::deferred::Deferred;
 use super::entities::{
     activity, contact_fact, contact_stage, lifecycle_event, segment, segment_member, stage_history,
 };
-use crate::domain::facts::{self, Activity, Facts};
+use crate::domain::facts::{self, Activity, Facts, History};
 use crate::domain::model::CompiledModel;
 use crate::domain::{LifecycleError, Micros};
 
@@ -83,8 +83,78 @@ pub(crate) async fn load_facts<C: ConnectionTrait>(
     tenant: &str,
     contact: &str,
 ) -> Result<Facts, LifecycleError> {
-    let mut states = ContactState::load_many(db, tenant, &[contact.to_owned()], &[], &[]).await?;
+    let mut states = ContactState::load_many(
+        db,
+        tenant,
+        &[contact.to_owned()],
+        &[],
+        &[],
+        &History::Whole,
+        0,
+    )
+    .await?;
     Ok(states.remove(contact).map(|s| s.facts).unwrap_or_default())
+}
+
+/// Reads into `states` the part of the histories of `contacts` that `history` names, as of
+/// `now`: the contacts' histories are the largest read of an applied call, and most of a
+/// history (page views, opens) is nothing a condition counts. Only the columns the facts
+/// use are read, decoded as tuples rather than whole models.
+async fn load_history<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    contacts: &[String],
+    history: &History,
+    now: Micros,
+    states: &mut HashMap<String, ContactState>,
+) -> Result<(), LifecycleError> {
+    let mut query = activity::Entity::find()
+        .select_only()
+        .columns([
+            activity::Column::ContactId,
+            activity::Column::Kind,
+            activity::Column::OccurredAt,
+            activity::Column::AmountMicros,
+        ])
+        .filter(activity::Column::TenantId.eq(tenant))
+        .filter(activity::Column::ContactId.is_in(contacts.to_vec()));
+    if let History::Part { kinds, span, last } = history {
+        if *last {
+            let latest: Vec<(String, Option<Micros>)> = activity::Entity::find()
+                .select_only()
+                .column(activity::Column::ContactId)
+                .column_as(activity::Column::OccurredAt.max(), "latest")
+                .filter(activity::Column::TenantId.eq(tenant))
+                .filter(activity::Column::ContactId.is_in(contacts.to_vec()))
+                .group_by(activity::Column::ContactId)
+                .into_tuple()
+                .all(db)
+                .await?;
+            for (contact, at) in latest {
+                states
+                    .get_mut(&contact)
+                    .expect("asked for")
+                    .facts
+                    .last_activity_at = at;
+            }
+        }
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        query = query
+            .filter(activity::Column::Kind.is_in(kinds.iter().cloned()))
+            .filter(activity::Column::OccurredAt.gt(now.saturating_sub(*span)));
+    }
+    let activities: Vec<(String, String, Micros, i64)> = query.into_tuple().all(db).await?;
+    for (contact, kind, occurred_at, amount_micros) in activities {
+        let state = states.get_mut(&contact).expect("asked for");
+        state.facts.activities.push(Activity {
+            kind,
+            occurred_at,
+            amount_micros,
+        });
+    }
+    Ok(())
 }
 
 /// Upserts the non-activity facts of `contacts` in multi-row statements (a call changes
@@ -296,9 +366,18 @@ impl ContactState {
         contact: &str,
         models: &[String],
         segments: &[(String, facts::Condition)],
+        (history, now): (&History, Micros),
     ) -> Result<Self, LifecycleError> {
-        let mut states =
-            Self::load_many(txn, tenant, &[contact.to_owned()], models, segments).await?;
+        let mut states = Self::load_many(
+            txn,
+            tenant,
+            &[contact.to_owned()],
+            models,
+            segments,
+            history,
+            now,
+        )
+        .await?;
         Ok(states
             .remove(contact)
             .expect("every asked contact has a state"))
@@ -307,13 +386,15 @@ impl ContactState {
     /// The states of `contacts` (distinct) with their stages in `models` and memberships of
     /// `segments`, in four queries per 500 contacts rather than four per contact. Stages
     /// and memberships are asked for by their full keys (model or segment first), so the
-    /// primary keys serve the lookups.
+    /// primary keys serve the lookups. Of each history only `history` is read, as of `now`.
     pub(crate) async fn load_many<C: ConnectionTrait>(
         db: &C,
         tenant: &str,
         contacts: &[String],
         models: &[String],
         segments: &[(String, facts::Condition)],
+        history: &History,
+        now: Micros,
     ) -> Result<HashMap<String, Self>, LifecycleError> {
         let mut states: HashMap<String, Self> = contacts
             .iter()
@@ -339,29 +420,7 @@ impl ContactState {
                 state.facts.score = f.score;
                 state.facts.band = f.band;
             }
-            // The contacts' whole histories are the largest read of a call: only the
-            // columns the facts use, decoded as tuples rather than whole models.
-            let activities: Vec<(String, String, Micros, i64)> = activity::Entity::find()
-                .select_only()
-                .columns([
-                    activity::Column::ContactId,
-                    activity::Column::Kind,
-                    activity::Column::OccurredAt,
-                    activity::Column::AmountMicros,
-                ])
-                .filter(activity::Column::TenantId.eq(tenant))
-                .filter(activity::Column::ContactId.is_in(chunk.to_vec()))
-                .into_tuple()
-                .all(db)
-                .await?;
-            for (contact, kind, occurred_at, amount_micros) in activities {
-                let state = states.get_mut(&contact).expect("asked for");
-                state.facts.activities.push(Activity {
-                    kind,
-                    occurred_at,
-                    amount_micros,
-                });
-            }
+            load_history(db, tenant, chunk, history, now, &mut states).await?;
             let stages = if models.is_empty() {
                 Vec::new()
             } else {

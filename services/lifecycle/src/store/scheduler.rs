@@ -10,6 +10,7 @@ use super::Store;
 use super::engine::{self, ACTION, Cause, LogEntry, load_facts};
 use super::entities::{contact_fact, contact_stage, fired_trigger, stage_model};
 use super::queries::known_contacts;
+use crate::domain::facts::History;
 use crate::domain::model::{CompiledModel, TimedTrigger};
 use crate::domain::{DAY, LifecycleError, Micros};
 
@@ -215,10 +216,19 @@ impl Store {
             return Ok(());
         }
         let models = [default_model.to_owned()];
+        // Only the segments are evaluated here.
+        let history = History::of(segments.iter().map(|(_, condition)| condition));
         let mut writes = engine::Deferred::new(tenant, now);
         for contact in known_contacts(&txn, tenant).await? {
-            let mut state =
-                engine::ContactState::load(&txn, tenant, &contact, &models, &segments).await?;
+            let mut state = engine::ContactState::load(
+                &txn,
+                tenant,
+                &contact,
+                &models,
+                &segments,
+                (&history, now),
+            )
+            .await?;
             engine::refresh_segments(
                 &txn,
                 &mut writes,

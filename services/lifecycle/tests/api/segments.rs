@@ -77,6 +77,57 @@ backend_tests!(
     }
 );
 
+async fn create_segment(app: &TestApp, filter: &str) -> String {
+    app.client
+        .clone()
+        .create_segment(pb::CreateSegmentRequest {
+            segment: Some(pb::Segment {
+                display_name: filter.into(),
+                filter: filter.into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .segment
+        .unwrap()
+        .id
+}
+
+// A call reads only the part of each history its conditions look at (the types they
+// count within their longest window, and the latest interaction for `inactive_days`):
+// what earlier calls stored must count exactly as before.
+backend_tests!(
+    conditions_see_the_history_stored_by_earlier_calls,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let recent = create_segment(&app, r#"count.purchase.30d = "2""#).await;
+        let idle = create_segment(&app, r#"inactive_days = "3""#).await;
+        let spenders = create_segment(&app, r#"spend.365d = "200""#).await;
+        app.apply(vec![
+            app.interaction_at("a", "purchase", T0 - 360 * DAY),
+            app.interaction_at("a", "purchase", T0 - 40 * DAY),
+            app.interaction_at("a", "purchase", T0 - 10 * DAY),
+            app.interaction_at("a", "page_view", T0 - DAY),
+            app.interaction_at("b", "page_view", T0 - 3 * DAY),
+            app.interaction_at("b", "purchase", T0 - 400 * DAY),
+        ])
+        .await;
+        // A later call: a's fourth purchase (two within 30 days, those 40 and 360 days old
+        // are not), and a band change for b, whose latest interaction is a page view.
+        app.apply(vec![
+            app.interaction("a", "purchase"),
+            app.band("b", "MQL", 30.0),
+        ])
+        .await;
+        assert_eq!(members(&app, &recent).await, ["a"]);
+        assert_eq!(members(&app, &idle).await, ["b"]);
+        // a's four purchases of 50 are within the year; b's only one is 400 days old.
+        assert_eq!(members(&app, &spenders).await, ["a"]);
+    }
+);
+
 backend_tests!(
     segments_over_stage_and_attributes_start_with_current_members,
     |db| async move {
