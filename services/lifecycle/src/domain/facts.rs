@@ -78,6 +78,13 @@ pub enum History {
 }
 
 impl History {
+    /// Only the time of the latest interaction.
+    pub const LATEST: Self = Self::Part {
+        kinds: std::collections::BTreeSet::new(),
+        span: 0,
+        last: true,
+    };
+
     /// What `conditions` read.
     pub fn of<'a>(conditions: impl IntoIterator<Item = &'a Condition>) -> Self {
         let (mut kinds, mut span, mut last) = (std::collections::BTreeSet::new(), 0, false);

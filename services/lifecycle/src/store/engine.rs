@@ -77,22 +77,16 @@ pub(crate) fn log_row(tenant: &str, now: Micros, entry: LogEntry) -> lifecycle_e
     }
 }
 
-/// The facts of a contact (without stage and event).
+/// The facts of a contact (without stage and event), with `history` of its history as of
+/// `now`.
 pub(crate) async fn load_facts<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     contact: &str,
+    (history, now): (&History, Micros),
 ) -> Result<Facts, LifecycleError> {
-    let mut states = ContactState::load_many(
-        db,
-        tenant,
-        &[contact.to_owned()],
-        &[],
-        &[],
-        &History::Whole,
-        0,
-    )
-    .await?;
+    let mut states =
+        ContactState::load_many(db, tenant, &[contact.to_owned()], &[], &[], history, now).await?;
     Ok(states.remove(contact).map(|s| s.facts).unwrap_or_default())
 }
 

@@ -227,8 +227,9 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        let history = facts::History::of([&condition]);
         for contact in known_contacts(&txn, tenant).await? {
-            let mut facts = load_facts(&txn, tenant, &contact).await?;
+            let mut facts = load_facts(&txn, tenant, &contact, (&history, now)).await?;
             facts.stage = current_stage(&txn, tenant, default_model, &contact)
                 .await?
                 .map(|(s, _)| s)

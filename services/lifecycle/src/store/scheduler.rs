@@ -68,6 +68,7 @@ impl Store {
         Ok(fired)
     }
 
+    /// Inactivity looks only at the contact's latest interaction.
     #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "churn", db.system.name))]
     async fn churn(
         &self,
@@ -88,7 +89,8 @@ impl Store {
         }
         let mut churned = 0;
         for row in query.all(&self.db).await? {
-            let facts = load_facts(&self.db, tenant, &row.contact_id).await?;
+            let facts =
+                load_facts(&self.db, tenant, &row.contact_id, (&History::LATEST, now)).await?;
             let last = facts
                 .last_activity()
                 .unwrap_or(row.entered_at)

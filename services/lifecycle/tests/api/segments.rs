@@ -125,6 +125,9 @@ backend_tests!(
         assert_eq!(members(&app, &idle).await, ["b"]);
         // a's four purchases of 50 are within the year; b's only one is 400 days old.
         assert_eq!(members(&app, &spenders).await, ["a"]);
+        // A segment created now starts with the members the stored histories give it.
+        let late = create_segment(&app, r#"count.purchase.30d = "2" OR inactive_days = "3""#);
+        assert_eq!(members(&app, &late.await).await, ["a", "b"]);
     }
 );
 
