@@ -119,6 +119,7 @@ pub(crate) fn signal_from_proto(s: pb::Signal) -> Option<Signal> {
         Kind::Interaction(i) => SignalKind::Interaction {
             kind: i.r#type,
             amount_micros: i.value.map_or(0, |v| v.amount_micros),
+            score: i.score.map(|b| (b.total, b.to_band)),
         },
         Kind::BandChanged(b) => SignalKind::Score {
             total: b.total,

@@ -26,6 +26,9 @@ pub enum SignalKind {
         kind: String,
         /// Its value in micros (0 without one).
         amount_micros: i64,
+        /// The default model's score after it, applied right after it, when it changed
+        /// the score: (total, band).
+        score: Option<(f64, String)>,
     },
     /// The default model's score after a change.
     Score {
@@ -53,6 +56,49 @@ pub struct Signal {
     pub occurred_at: Micros,
     /// What happened.
     pub kind: SignalKind,
+}
+
+impl Signal {
+    /// What applying the signal does, in order: an interaction that carries a score is the
+    /// interaction, then the score (as if sent as two signals).
+    fn steps(self) -> Vec<Signal> {
+        let Signal {
+            event_id,
+            contact_id,
+            occurred_at,
+            kind,
+        } = self;
+        match kind {
+            SignalKind::Interaction {
+                kind,
+                amount_micros,
+                score: Some((total, band)),
+            } => vec![
+                Signal {
+                    event_id: event_id.clone(),
+                    contact_id: contact_id.clone(),
+                    occurred_at,
+                    kind: SignalKind::Interaction {
+                        kind,
+                        amount_micros,
+                        score: None,
+                    },
+                },
+                Signal {
+                    event_id,
+                    contact_id,
+                    occurred_at,
+                    kind: SignalKind::Score { total, band },
+                },
+            ],
+            kind => vec![Signal {
+                event_id,
+                contact_id,
+                occurred_at,
+                kind,
+            }],
+        }
+    }
 }
 
 impl Store {
@@ -129,7 +175,7 @@ impl Store {
         // Each contact is loaded once per call and kept in memory while its signals apply
         // (a batch holds many signals of few contacts); writes of activities and facts are
         // gathered and flushed together.
-        for signal in signals {
+        for signal in signals.into_iter().flat_map(Signal::steps) {
             let contact = signal.contact_id.clone();
             if erased.contains(&contact) {
                 continue; // erased or merged away: acknowledged, no effect
@@ -166,6 +212,7 @@ impl Store {
                 SignalKind::Interaction {
                     kind,
                     amount_micros,
+                    ..
                 } => {
                     batch.activities.push(activity::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),

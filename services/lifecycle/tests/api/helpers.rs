@@ -109,6 +109,7 @@ impl TestApp {
                     currency: "EUR".into(),
                 }),
                 properties: Default::default(),
+                score: None,
             })),
         }
     }

@@ -125,6 +125,45 @@ backend_tests!(reaching_a_band_enters_consideration, |db| async move {
     assert_eq!(app.stage("c1").await, "consideration");
 });
 
+backend_tests!(
+    an_interaction_carrying_its_score_applies_both_in_order,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let mut signal = app.interaction("c1", "email_open");
+        if let Some(pb::signal::Kind::Interaction(i)) = signal.kind.as_mut() {
+            i.score = Some(pb::BandChanged {
+                model_id: "default".into(),
+                from_band: String::new(),
+                to_band: "MQL".into(),
+                total: 55.0,
+            });
+        }
+        let applied = app.apply(vec![signal]).await;
+        assert_eq!((applied.applied, applied.duplicates), (1, 0));
+        // The interaction makes c1 a contact (awareness), then its score moves it on.
+        assert_eq!(app.stage("c1").await, "consideration");
+        let high = app
+            .client
+            .clone()
+            .create_segment(pb::CreateSegmentRequest {
+                segment: Some(pb::Segment {
+                    display_name: "Scored".into(),
+                    filter: r#"score >= "50" AND count.email_open.30d = "1""#.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .segment
+            .unwrap();
+        assert_eq!(
+            high.member_count, 1,
+            "the score and the activity are both kept"
+        );
+    }
+);
+
 backend_tests!(backward_moves_need_override_and_a_reason, |db| async move {
     let app = TestApp::spawn(&db).await;
     app.apply(vec![app.interaction("c1", "purchase")]).await;

@@ -150,7 +150,6 @@ impl Store {
                     value,
                 } => {
                     signals.push(signals::interaction(
-                        tenant,
                         &event.event_id,
                         &contact,
                         event.occurred_at,
@@ -188,7 +187,6 @@ impl Store {
                 }
                 EventKind::Upserted { attributes } => {
                     signals.push(signals::attributes(
-                        tenant,
                         &event.event_id,
                         &contact,
                         event.occurred_at,
@@ -207,7 +205,6 @@ impl Store {
                         continue;
                     }
                     signals.push(signals::merged(
-                        tenant,
                         &event.event_id,
                         &contact,
                         &duplicate,
@@ -224,7 +221,6 @@ impl Store {
                 EventKind::Erased => {
                     pending.flush(&txn).await?;
                     signals.push(signals::erased(
-                        tenant,
                         &event.event_id,
                         &contact,
                         event.occurred_at,
@@ -240,28 +236,29 @@ impl Store {
         }
         pending.flush(&txn).await?;
         outcome.changed = rescore(&txn, tenant, models, &touched, now).await?;
-        signals.extend(score_signals(tenant, models, &outcome.changed, now));
-        clm_outbox::enqueue(&txn, now, signals).await?;
+        signals::add_scores(
+            &mut signals,
+            &default_changes(models, &outcome.changed),
+            now,
+        );
+        clm_outbox::enqueue(&txn, now, signals::messages(tenant, signals)).await?;
         txn.commit().await?;
         self.wake.notify();
         Ok(outcome)
     }
 }
 
-/// Score signals for lifecycle: the default model's changes only.
-pub(crate) fn score_signals(
-    tenant: &str,
+/// The changes lifecycle hears of: the default model's only.
+pub(crate) fn default_changes<'a>(
     models: &[CompiledModel],
-    changes: &[Change],
-    now: Micros,
-) -> Vec<clm_outbox::NewMessage> {
+    changes: &'a [Change],
+) -> Vec<&'a Change> {
     let Some(default) = models.iter().find(|m| m.is_default) else {
         return Vec::new();
     };
     changes
         .iter()
         .filter(|c| c.model_id == default.id)
-        .map(|c| signals::score(tenant, c, now))
         .collect()
 }
 

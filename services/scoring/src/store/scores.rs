@@ -280,9 +280,13 @@ impl Store {
             .map(|c| (c.clone(), cause.clone()))
             .collect();
         let changes = rescore(&txn, tenant, std::slice::from_ref(model), &touched, now).await?;
-        let signals =
-            super::apply::score_signals(tenant, std::slice::from_ref(model), &changes, now);
-        clm_outbox::enqueue(&txn, now, signals).await?;
+        let mut signals = Vec::new();
+        super::signals::add_scores(
+            &mut signals,
+            &super::apply::default_changes(std::slice::from_ref(model), &changes),
+            now,
+        );
+        clm_outbox::enqueue(&txn, now, super::signals::messages(tenant, signals)).await?;
         txn.commit().await?;
         self.wake.notify();
         Ok(changes)

@@ -1,8 +1,10 @@
 //! The signals scoring sends lifecycle through its outbox: every interaction (stage rules
 //! and segments count them), attribute changes, merges, erasures, and the default model's
-//! score after each change (with the band before and after).
+//! score after each change (with the band before and after). A score changed by an
+//! interaction rides on that interaction's signal: one signal, one outbox row and one
+//! dedupe row downstream per interaction instead of two.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use prost::Message;
 
@@ -23,13 +25,17 @@ fn timestamp(micros: Micros) -> prost_types::Timestamp {
     }
 }
 
-fn message(tenant: &str, signal: &pb::Signal) -> NewMessage {
-    NewMessage {
-        target: TARGET,
-        tenant_id: tenant.to_owned(),
-        event_id: signal.event_id.clone(),
-        payload: signal.encode_to_vec(),
-    }
+/// The outbox rows of `signals`, in order.
+pub(crate) fn messages(tenant: &str, signals: Vec<pb::Signal>) -> Vec<NewMessage> {
+    signals
+        .into_iter()
+        .map(|signal| NewMessage {
+            target: TARGET,
+            tenant_id: tenant.to_owned(),
+            payload: signal.encode_to_vec(),
+            event_id: signal.event_id,
+        })
+        .collect()
 }
 
 fn signal(event_id: &str, contact: &str, at: Micros, kind: pb::signal::Kind) -> pb::Signal {
@@ -42,14 +48,13 @@ fn signal(event_id: &str, contact: &str, at: Micros, kind: pb::signal::Kind) -> 
 }
 
 pub(crate) fn interaction(
-    tenant: &str,
     event_id: &str,
     contact: &str,
     at: Micros,
     kind: &str,
     properties: &BTreeMap<String, String>,
     value: Option<&(i64, String)>,
-) -> NewMessage {
+) -> pb::Signal {
     let kind = pb::signal::Kind::Interaction(pb::InteractionSignal {
         r#type: kind.to_owned(),
         value: value.map(|(amount_micros, currency)| Money {
@@ -57,49 +62,126 @@ pub(crate) fn interaction(
             currency: currency.clone(),
         }),
         properties: properties.clone().into_iter().collect(),
+        score: None,
     });
-    message(tenant, &signal(event_id, contact, at, kind))
+    signal(event_id, contact, at, kind)
 }
 
 pub(crate) fn attributes(
-    tenant: &str,
     event_id: &str,
     contact: &str,
     at: Micros,
     attributes: &BTreeMap<String, String>,
-) -> NewMessage {
+) -> pb::Signal {
     let kind = pb::signal::Kind::Attributes(pb::AttributesChanged {
         attributes: attributes.clone().into_iter().collect(),
     });
-    message(tenant, &signal(event_id, contact, at, kind))
+    signal(event_id, contact, at, kind)
 }
 
-pub(crate) fn merged(
-    tenant: &str,
-    event_id: &str,
-    survivor: &str,
-    duplicate: &str,
-    at: Micros,
-) -> NewMessage {
+pub(crate) fn merged(event_id: &str, survivor: &str, duplicate: &str, at: Micros) -> pb::Signal {
     let kind = pb::signal::Kind::MergedDuplicateId(duplicate.to_owned());
-    message(tenant, &signal(event_id, survivor, at, kind))
+    signal(event_id, survivor, at, kind)
 }
 
-pub(crate) fn erased(tenant: &str, event_id: &str, contact: &str, at: Micros) -> NewMessage {
-    message(
-        tenant,
-        &signal(event_id, contact, at, pb::signal::Kind::Erased(true)),
-    )
+pub(crate) fn erased(event_id: &str, contact: &str, at: Micros) -> pb::Signal {
+    signal(event_id, contact, at, pb::signal::Kind::Erased(true))
 }
 
-/// The score after `change` (of the default model), once per cause.
-pub(crate) fn score(tenant: &str, change: &Change, now: Micros) -> NewMessage {
-    let kind = pb::signal::Kind::BandChanged(pb::BandChanged {
-        model_id: change.model_id.clone(),
-        from_band: change.band_before.clone(),
-        to_band: change.band_after.clone(),
-        total: change.state.at(now).0,
-    });
-    let event_id = format!("clm:score:{}:{}", change.contact_id, change.cause);
-    message(tenant, &signal(&event_id, &change.contact_id, now, kind))
+/// Adds the scores after `changes` (of the default model) to `signals`: on the signal of
+/// the interaction that caused each, where it is among them, else as a signal of its own
+/// (once per cause).
+pub(crate) fn add_scores(signals: &mut Vec<pb::Signal>, changes: &[&Change], now: Micros) {
+    let interactions: HashMap<String, usize> = signals
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.kind, Some(pb::signal::Kind::Interaction(_))))
+        .map(|(at, s)| (s.event_id.clone(), at))
+        .collect();
+    for change in changes {
+        let score = pb::BandChanged {
+            model_id: change.model_id.clone(),
+            from_band: change.band_before.clone(),
+            to_band: change.band_after.clone(),
+            total: change.state.at(now).0,
+        };
+        let cause = interactions
+            .get(&change.cause)
+            .and_then(|at| match &mut signals[*at].kind {
+                Some(pb::signal::Kind::Interaction(i)) => Some(i),
+                _ => None,
+            });
+        match cause {
+            Some(interaction) => interaction.score = Some(score),
+            None => {
+                let event_id = format!("clm:score:{}:{}", change.contact_id, change.cause);
+                let kind = pb::signal::Kind::BandChanged(score);
+                signals.push(signal(&event_id, &change.contact_id, now, kind));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::fold::ScoreState;
+
+    fn change(contact: &str, cause: &str, fit: f64) -> Change {
+        Change {
+            model_id: "default".into(),
+            contact_id: contact.into(),
+            state: ScoreState {
+                ref_time: 0,
+                fit: vec![("fit".into(), fit)],
+                rules: Vec::new(),
+                model_version: 1,
+                updated_at: 0,
+            },
+            crossed: None,
+            band_before: String::new(),
+            band_after: "MQL".into(),
+            cause: cause.into(),
+        }
+    }
+
+    fn score_of(signal: &pb::Signal) -> Option<f64> {
+        match signal.kind.as_ref()? {
+            pb::signal::Kind::Interaction(i) => i.score.as_ref().map(|s| s.total),
+            pb::signal::Kind::BandChanged(b) => Some(b.total),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_score_rides_on_the_interaction_that_caused_it_else_goes_alone() {
+        let mut signals = vec![
+            interaction("e1", "c1", 1, "page_view", &BTreeMap::new(), None),
+            attributes("e2", "c2", 2, &BTreeMap::new()),
+            interaction("e3", "c3", 3, "purchase", &BTreeMap::new(), None),
+        ];
+        let changes = [
+            change("c1", "e1", 10.0),
+            change("c2", "e2", 20.0),
+            change("c4", "rescore:default:2", 40.0),
+        ];
+        add_scores(&mut signals, &changes.iter().collect::<Vec<_>>(), 100);
+        let ids: Vec<&str> = signals.iter().map(|s| s.event_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "e1",
+                "e2",
+                "e3",
+                "clm:score:c2:e2",
+                "clm:score:c4:rescore:default:2"
+            ]
+        );
+        let scores: Vec<Option<f64>> = signals.iter().map(score_of).collect();
+        assert_eq!(
+            scores,
+            [Some(10.0), None, None, Some(20.0), Some(40.0)],
+            "c3's interaction changed no score"
+        );
+    }
 }
