@@ -86,12 +86,16 @@ pub(crate) async fn claim<C: ConnectionTrait>(
 ) -> Result<Vec<Message>, DbErr> {
     let backend = db.get_database_backend();
     // Plain SQL: sea-query has no portable UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED)
-    // RETURNING, and this runs on every relay turn.
+    // RETURNING, and this runs on every relay turn. On PostgreSQL the ids are picked by an
+    // `ARRAY(...)` sub-select, which runs once per statement: as `id IN (SELECT ...)` it is
+    // a join the executor may run again (a re-check of a row changed meanwhile), and with
+    // SKIP LOCKED each run picks rows the previous one did not, past the limit: a relay
+    // once claimed more than the receiver's 5,000 per call and was refused.
     let sql = match backend {
         DbBackend::Postgres => {
-            "UPDATE outbox SET lease_until = $1 WHERE id IN (
+            "UPDATE outbox SET lease_until = $1 WHERE id = ANY(ARRAY(
                 SELECT id FROM outbox WHERE target = $2 AND available_at <= $3 AND lease_until <= $3
-                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED))
              RETURNING id, tenant_id, event_id, payload, traceparent, attempts"
         }
         _ => {

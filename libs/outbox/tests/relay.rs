@@ -221,6 +221,11 @@ backend_tests!(
         #[async_trait::async_trait]
         impl Deliver for Counting {
             async fn deliver(&self, _tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+                assert!(
+                    batch.len() <= fast().batch_size as usize,
+                    "a claim of {} rows, past the limit",
+                    batch.len()
+                );
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 let mut counts = self.0.lock().unwrap();
                 for m in batch {
