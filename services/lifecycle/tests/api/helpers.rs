@@ -142,6 +142,24 @@ impl TestApp {
         }
     }
 
+    /// Creates a segment over `filter`.
+    pub async fn create_segment(&self, display_name: &str, filter: &str) -> pb::Segment {
+        self.client
+            .clone()
+            .create_segment(pb::CreateSegmentRequest {
+                segment: Some(pb::Segment {
+                    display_name: display_name.into(),
+                    filter: filter.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .segment
+            .unwrap()
+    }
+
     pub async fn stage(&self, contact: &str) -> String {
         self.client
             .clone()

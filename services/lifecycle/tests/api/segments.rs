@@ -30,20 +30,8 @@ backend_tests!(
         app.apply(vec![app.interaction_at("a", "purchase", T0 - 10 * DAY)])
             .await;
         let segment = app
-            .client
-            .clone()
-            .create_segment(pb::CreateSegmentRequest {
-                segment: Some(pb::Segment {
-                    display_name: "Repeat buyers".into(),
-                    filter: r#"count.purchase.90d >= "2""#.into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .segment
-            .unwrap();
+            .create_segment("Repeat buyers", r#"count.purchase.90d >= "2""#)
+            .await;
         assert_eq!(segment.member_count, 0);
         app.apply(vec![
             app.interaction("a", "purchase"),
@@ -77,24 +65,6 @@ backend_tests!(
     }
 );
 
-async fn create_segment(app: &TestApp, filter: &str) -> String {
-    app.client
-        .clone()
-        .create_segment(pb::CreateSegmentRequest {
-            segment: Some(pb::Segment {
-                display_name: filter.into(),
-                filter: filter.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .segment
-        .unwrap()
-        .id
-}
-
 // A call reads only the part of each history its conditions look at (the types they
 // count within their longest window, and the latest interaction for `inactive_days`):
 // what earlier calls stored must count exactly as before.
@@ -102,9 +72,18 @@ backend_tests!(
     conditions_see_the_history_stored_by_earlier_calls,
     |db| async move {
         let app = TestApp::spawn(&db).await;
-        let recent = create_segment(&app, r#"count.purchase.30d = "2""#).await;
-        let idle = create_segment(&app, r#"inactive_days = "3""#).await;
-        let spenders = create_segment(&app, r#"spend.365d = "200""#).await;
+        let recent = app
+            .create_segment("Recent", r#"count.purchase.30d = "2""#)
+            .await
+            .id;
+        let idle = app
+            .create_segment("Idle", r#"inactive_days = "3""#)
+            .await
+            .id;
+        let spenders = app
+            .create_segment("Spenders", r#"spend.365d = "200""#)
+            .await
+            .id;
         app.apply(vec![
             app.interaction_at("a", "purchase", T0 - 360 * DAY),
             app.interaction_at("a", "purchase", T0 - 40 * DAY),
@@ -126,8 +105,11 @@ backend_tests!(
         // a's four purchases of 50 are within the year; b's only one is 400 days old.
         assert_eq!(members(&app, &spenders).await, ["a"]);
         // A segment created now starts with the members the stored histories give it.
-        let late = create_segment(&app, r#"count.purchase.30d = "2" OR inactive_days = "3""#);
-        assert_eq!(members(&app, &late.await).await, ["a", "b"]);
+        let late = app
+            .create_segment("Late", r#"count.purchase.30d = "2" OR inactive_days = "3""#)
+            .await;
+        assert_eq!(late.member_count, 2);
+        assert_eq!(members(&app, &late.id).await, ["a", "b"]);
     }
 );
 
@@ -142,20 +124,11 @@ backend_tests!(
         ])
         .await;
         let segment = app
-            .client
-            .clone()
-            .create_segment(pb::CreateSegmentRequest {
-                segment: Some(pb::Segment {
-                    display_name: "German customers".into(),
-                    filter: r#"attributes.country = "DE" AND stage = "conversion""#.into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .segment
-            .unwrap();
+            .create_segment(
+                "German customers",
+                r#"attributes.country = "DE" AND stage = "conversion""#,
+            )
+            .await;
         assert_eq!(segment.member_count, 1);
         assert_eq!(members(&app, &segment.id).await, ["de"]);
         let listed = app

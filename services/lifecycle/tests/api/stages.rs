@@ -143,20 +143,8 @@ backend_tests!(
         // The interaction makes c1 a contact (awareness), then its score moves it on.
         assert_eq!(app.stage("c1").await, "consideration");
         let high = app
-            .client
-            .clone()
-            .create_segment(pb::CreateSegmentRequest {
-                segment: Some(pb::Segment {
-                    display_name: "Scored".into(),
-                    filter: r#"score >= "50" AND count.email_open.30d = "1""#.into(),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .segment
-            .unwrap();
+            .create_segment("Scored", r#"score >= "50" AND count.email_open.30d = "1""#)
+            .await;
         assert_eq!(
             high.member_count, 1,
             "the score and the activity are both kept"
