@@ -62,24 +62,19 @@ impl Facts {
 /// The part of a contact's history a set of conditions can look at: the interactions of
 /// the types they count (purchases for `spend`) within their longest window, and the time
 /// of the latest interaction when one asks for `inactive_days`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum History {
-    /// Every interaction (for callers that do not say what they evaluate).
-    Whole,
-    /// Only what the conditions read.
-    Part {
-        /// The interaction types counted.
-        kinds: std::collections::BTreeSet<String>,
-        /// The longest window of a count or a sum.
-        span: Micros,
-        /// Whether `inactive_days` is asked for.
-        last: bool,
-    },
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The interaction types counted.
+    pub kinds: std::collections::BTreeSet<String>,
+    /// The longest window of a count or a sum.
+    pub span: Micros,
+    /// Whether `inactive_days` is asked for.
+    pub last: bool,
 }
 
 impl History {
     /// Only the time of the latest interaction.
-    pub const LATEST: Self = Self::Part {
+    pub const LATEST: Self = Self {
         kinds: std::collections::BTreeSet::new(),
         span: 0,
         last: true,
@@ -102,7 +97,7 @@ impl History {
                 _ => {}
             }
         }
-        Self::Part { kinds, span, last }
+        Self { kinds, span, last }
     }
 }
 
@@ -314,7 +309,7 @@ mod tests {
         ];
         assert_eq!(
             History::of(&rules),
-            History::Part {
+            History {
                 kinds: ["demo_request", "purchase"].map(String::from).into(),
                 span: 400 * DAY,
                 last: false,
@@ -322,7 +317,7 @@ mod tests {
         );
         assert_eq!(
             History::of(&[c(r#"stage = "x" OR inactive_days > "30""#)]),
-            History::Part {
+            History {
                 kinds: Default::default(),
                 span: 0,
                 last: true,

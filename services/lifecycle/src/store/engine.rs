@@ -102,7 +102,30 @@ async fn load_history<C: ConnectionTrait>(
     now: Micros,
     states: &mut HashMap<String, ContactState>,
 ) -> Result<(), LifecycleError> {
-    let mut query = activity::Entity::find()
+    let History { kinds, span, last } = history;
+    if *last {
+        let latest: Vec<(String, Option<Micros>)> = activity::Entity::find()
+            .select_only()
+            .column(activity::Column::ContactId)
+            .column_as(activity::Column::OccurredAt.max(), "latest")
+            .filter(activity::Column::TenantId.eq(tenant))
+            .filter(activity::Column::ContactId.is_in(contacts.to_vec()))
+            .group_by(activity::Column::ContactId)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (contact, at) in latest {
+            states
+                .get_mut(&contact)
+                .expect("asked for")
+                .facts
+                .last_activity_at = at;
+        }
+    }
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    let query = activity::Entity::find()
         .select_only()
         .columns([
             activity::Column::ContactId,
@@ -111,34 +134,9 @@ async fn load_history<C: ConnectionTrait>(
             activity::Column::AmountMicros,
         ])
         .filter(activity::Column::TenantId.eq(tenant))
-        .filter(activity::Column::ContactId.is_in(contacts.to_vec()));
-    if let History::Part { kinds, span, last } = history {
-        if *last {
-            let latest: Vec<(String, Option<Micros>)> = activity::Entity::find()
-                .select_only()
-                .column(activity::Column::ContactId)
-                .column_as(activity::Column::OccurredAt.max(), "latest")
-                .filter(activity::Column::TenantId.eq(tenant))
-                .filter(activity::Column::ContactId.is_in(contacts.to_vec()))
-                .group_by(activity::Column::ContactId)
-                .into_tuple()
-                .all(db)
-                .await?;
-            for (contact, at) in latest {
-                states
-                    .get_mut(&contact)
-                    .expect("asked for")
-                    .facts
-                    .last_activity_at = at;
-            }
-        }
-        if kinds.is_empty() {
-            return Ok(());
-        }
-        query = query
-            .filter(activity::Column::Kind.is_in(kinds.iter().cloned()))
-            .filter(activity::Column::OccurredAt.gt(now.saturating_sub(*span)));
-    }
+        .filter(activity::Column::ContactId.is_in(contacts.to_vec()))
+        .filter(activity::Column::Kind.is_in(kinds.iter().cloned()))
+        .filter(activity::Column::OccurredAt.gt(now.saturating_sub(*span)));
     let activities: Vec<(String, String, Micros, i64)> = query.into_tuple().all(db).await?;
     for (contact, kind, occurred_at, amount_micros) in activities {
         let state = states.get_mut(&contact).expect("asked for");
