@@ -221,25 +221,27 @@ impl Store {
         // Only the segments are evaluated here.
         let history = History::of(segments.iter().map(|(_, condition)| condition));
         let mut writes = engine::Deferred::new(tenant, now);
-        for contact in known_contacts(&txn, tenant).await? {
-            let mut state = engine::ContactState::load(
-                &txn,
-                tenant,
-                &contact,
-                &models,
-                &segments,
-                (&history, now),
+        // Loaded 500 at a time (four queries each time), not one by one: this holds the
+        // writer while it walks every known contact.
+        for chunk in known_contacts(&txn, tenant).await?.chunks(500) {
+            let mut states = engine::ContactState::load_many(
+                &txn, tenant, chunk, &models, &segments, &history, now,
             )
             .await?;
-            engine::refresh_segments(
-                &txn,
-                &mut writes,
-                &segments,
-                default_model,
-                &contact,
-                &mut state,
-            )
-            .await?;
+            for contact in chunk {
+                let state = states
+                    .get_mut(contact)
+                    .expect("every asked contact has a state");
+                engine::refresh_segments(
+                    &txn,
+                    &mut writes,
+                    &segments,
+                    default_model,
+                    contact,
+                    state,
+                )
+                .await?;
+            }
         }
         writes.flush(&txn).await?;
         txn.commit().await?;
