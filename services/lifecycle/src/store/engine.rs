@@ -448,7 +448,7 @@ impl ContactState {
     }
 
     /// The contact's stage in `model` ("" without one).
-    fn stage(&self, model: &str) -> String {
+    pub(crate) fn stage(&self, model: &str) -> String {
         self.stages
             .get(model)
             .map(|(stage, _)| stage.clone())

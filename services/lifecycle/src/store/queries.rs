@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use super::Store;
-use super::engine::{self, Cause, current_stage, load_facts};
+use super::engine::{self, Cause, current_stage};
 use super::entities::{
     contact_fact, contact_stage, lifecycle_event, segment, segment_member, stage_history,
 };
@@ -228,14 +228,20 @@ impl Store {
         .insert(&txn)
         .await?;
         let history = facts::History::of([&condition]);
-        for contact in known_contacts(&txn, tenant).await? {
-            let mut facts = load_facts(&txn, tenant, &contact, (&history, now)).await?;
-            facts.stage = current_stage(&txn, tenant, default_model, &contact)
-                .await?
-                .map(|(s, _)| s)
-                .unwrap_or_default();
-            if facts::holds(&condition, &facts, now) {
-                engine::set_membership(&txn, tenant, &row.id, &contact, true, now).await?;
+        let models = [default_model.to_owned()];
+        // 500 contacts per load (four queries), not one by one, as the segment slide does.
+        for chunk in known_contacts(&txn, tenant).await?.chunks(500) {
+            let mut states =
+                engine::ContactState::load_many(&txn, tenant, chunk, &models, &[], &history, now)
+                    .await?;
+            for contact in chunk {
+                let state = states
+                    .get_mut(contact)
+                    .expect("every asked contact has a state");
+                state.facts.stage = state.stage(default_model);
+                if facts::holds(&condition, &state.facts, now) {
+                    engine::set_membership(&txn, tenant, &row.id, contact, true, now).await?;
+                }
             }
         }
         txn.commit().await?;
