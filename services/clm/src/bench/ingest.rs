@@ -155,7 +155,7 @@ async fn insert_floor_rows(
                         format!("floor-{worker}-{n}").into(),
                         format!("contact-{}", n % 10_000).into(),
                         kind.0.into(),
-                        (now - (n % 86_400) as i64 * 1_000_000).into(),
+                        (now - age_seconds(n) * 1_000_000).into(),
                         kind.1.map(|m| m.amount_micros).into(),
                         "EUR".into(),
                         "".into(),
@@ -202,6 +202,12 @@ fn kind_of(n: u64) -> (&'static str, Option<Money>) {
             }),
         ),
     }
+}
+
+/// How long before the run interaction `n` of a stream happened: a stream's interactions
+/// span the last day, sent oldest first, as live traffic arrives.
+fn age_seconds(n: u64) -> i64 {
+    86_400 - (n % 86_400) as i64
 }
 
 /// A summary whose throughput counts rows rather than calls.
@@ -267,7 +273,7 @@ async fn ingest(contacts: &Contacts, args: &BenchArgs, run: &str, ids: Vec<Strin
                         contact_id: ids[((worker * 7_919 + n) % ids.len() as u64) as usize].clone(),
                         r#type: kind.into(),
                         occurred_at: Some(prost_types::Timestamp {
-                            seconds: now - (n % 86_400) as i64,
+                            seconds: now - age_seconds(n),
                             nanos: 0,
                         }),
                         value,
