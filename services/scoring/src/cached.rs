@@ -99,6 +99,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ScoreState> {
                         raw_points: r.raw_points,
                         awards: r.awards,
                         value_at_ref: r.value_at_ref,
+                        // Reads need no windows: only the database's copy of a state
+                        // is extended.
+                        last: None,
+                        window: Vec::new(),
                     })
                     .collect(),
                 model_version: m.model_version,
@@ -124,6 +128,8 @@ mod tests {
                     raw_points: 30.0,
                     awards: 3,
                     value_at_ref: 21.25,
+                    last: None,
+                    window: Vec::new(),
                 },
                 RulePart {
                     rule_id: "demo".into(),
@@ -131,6 +137,8 @@ mod tests {
                     raw_points: 0.0,
                     awards: 0,
                     value_at_ref: 0.0,
+                    last: None,
+                    window: Vec::new(),
                 },
             ],
             model_version: 4,

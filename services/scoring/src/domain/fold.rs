@@ -2,13 +2,17 @@
 //! award's instant. The result keeps, per rule, its points decayed to a reference instant,
 //! so the exact score at any later instant is one multiplication per rule away: no
 //! nightly rewrite, and a cached score stays exact as time passes.
+//!
+//! A stored state also keeps what its capped rules' windows hold, so entries that come
+//! after everything folded so far can be folded onto it ([`extend`]) without reading the
+//! ledger again: the cost of scoring an interaction does not grow with the history.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::Micros;
-use super::model::CompiledModel;
+use super::model::{CompiledModel, EventRule};
 
 /// One ledger entry: a rule matched an event.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +25,18 @@ pub struct LedgerEntry {
     pub points: f64,
     /// When the event happened.
     pub occurred_at: Micros,
+}
+
+impl LedgerEntry {
+    /// `rule`'s award for `event_id`, which happened at `occurred_at`.
+    pub fn award(event_id: &str, rule: &EventRule, occurred_at: Micros) -> Self {
+        Self {
+            event_id: event_id.to_owned(),
+            rule_id: rule.id.clone(),
+            points: rule.points,
+            occurred_at,
+        }
+    }
 }
 
 /// One event rule's part of a score.
@@ -36,6 +52,12 @@ pub struct RulePart {
     pub awards: u32,
     /// Points after decay, as of the state's reference instant.
     pub value_at_ref: f64,
+    /// A capped rule's latest entry folded, counted or capped: (occurred_at, event_id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<(Micros, String)>,
+    /// A capped rule's counted awards inside its window before `last`, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window: Vec<Micros>,
 }
 
 /// Everything needed to state a score exactly at any instant after `ref_time`.
@@ -83,63 +105,147 @@ pub fn fold(
     now: Micros,
     updated_at: Micros,
 ) -> ScoreState {
+    let mut folder = Folder::new(model, Vec::new(), now);
+    for entry in in_time_order(ledger) {
+        // Sorted, so every entry comes after the last of its rule.
+        let added = folder.add(entry);
+        debug_assert!(added, "a sorted ledger folds in order");
+    }
+    folder.finish(model, attributes, updated_at)
+}
+
+/// Folds `entries`, new to the ledger, onto `state`: the same as folding the whole ledger
+/// again, or `None` where that needs the ledger: `state` is of another model version, or
+/// an entry of a capped rule is not later than the rule's last one folded (a backdated
+/// event can change which later awards the cap counts), or `state` was stored before
+/// states kept their windows.
+pub fn extend(
+    model: &CompiledModel,
+    state: &ScoreState,
+    entries: &[LedgerEntry],
+    attributes: &BTreeMap<String, String>,
+    now: Micros,
+) -> Option<ScoreState> {
+    if state.model_version != model.version {
+        return None;
+    }
+    let parts = state
+        .rules
+        .iter()
+        .map(|p| RulePart {
+            value_at_ref: decay(p.value_at_ref, p.half_life, state.ref_time, now),
+            ..p.clone()
+        })
+        .collect();
+    let mut folder = Folder::new(model, parts, now);
+    for entry in in_time_order(entries) {
+        if !folder.add(entry) {
+            return None;
+        }
+    }
+    Some(folder.finish(model, attributes, now))
+}
+
+fn in_time_order(ledger: &[LedgerEntry]) -> Vec<&LedgerEntry> {
     let mut entries: Vec<&LedgerEntry> = ledger.iter().collect();
     entries.sort_by(|a, b| (a.occurred_at, &a.event_id).cmp(&(b.occurred_at, &b.event_id)));
-    let rules: HashMap<&str, _> = model
-        .event_rules
-        .iter()
-        .map(|r| (r.rule.id.as_str(), &r.rule))
-        .collect();
-    let mut parts: Vec<RulePart> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut windows: HashMap<String, VecDeque<Micros>> = HashMap::new();
-    for entry in entries {
-        let rule = rules.get(entry.rule_id.as_str());
-        if let Some(rule) = rule
-            && rule.cap_count > 0
-        {
+    entries
+}
+
+/// Rule parts being folded, one entry at a time.
+struct Folder<'m> {
+    rules: HashMap<&'m str, &'m EventRule>,
+    parts: Vec<RulePart>,
+    index: HashMap<String, usize>,
+    now: Micros,
+}
+
+impl<'m> Folder<'m> {
+    fn new(model: &'m CompiledModel, parts: Vec<RulePart>, now: Micros) -> Self {
+        let index = parts
+            .iter()
+            .enumerate()
+            .map(|(at, p)| (p.rule_id.clone(), at))
+            .collect();
+        Self {
+            rules: model
+                .event_rules
+                .iter()
+                .map(|r| (r.rule.id.as_str(), &r.rule))
+                .collect(),
+            parts,
+            index,
+            now,
+        }
+    }
+
+    /// Folds one entry; false, changing nothing, when it belongs to a capped rule and does
+    /// not come after the rule's last entry folded.
+    fn add(&mut self, entry: &LedgerEntry) -> bool {
+        let rule = self.rules.get(entry.rule_id.as_str()).copied();
+        let half_life = rule.and_then(|r| r.half_life);
+        let at = match self.index.get(&entry.rule_id) {
+            Some(at) => *at,
+            None => {
+                self.parts.push(RulePart {
+                    rule_id: entry.rule_id.clone(),
+                    half_life,
+                    raw_points: 0.0,
+                    awards: 0,
+                    value_at_ref: 0.0,
+                    last: None,
+                    window: Vec::new(),
+                });
+                self.index
+                    .insert(entry.rule_id.clone(), self.parts.len() - 1);
+                self.parts.len() - 1
+            }
+        };
+        let part = &mut self.parts[at];
+        if let Some(rule) = rule.filter(|r| r.cap_count > 0) {
+            let in_order = match &part.last {
+                Some((t, id)) => (*t, id.as_str()) < (entry.occurred_at, entry.event_id.as_str()),
+                // Awards without a last entry: stored before windows were kept.
+                None => part.awards == 0,
+            };
+            if !in_order {
+                return false;
+            }
+            part.last = Some((entry.occurred_at, entry.event_id.clone()));
             // Sliding window (t - window, t]: an award counts while fewer than cap_count
             // awards of the rule were counted inside it.
-            let window = windows.entry(entry.rule_id.clone()).or_default();
-            while window
-                .front()
-                .is_some_and(|t| *t <= entry.occurred_at - rule.cap_window)
-            {
-                window.pop_front();
+            part.window
+                .retain(|t| *t > entry.occurred_at - rule.cap_window);
+            if part.window.len() >= rule.cap_count as usize {
+                return true;
             }
-            if window.len() >= rule.cap_count as usize {
-                continue;
-            }
-            window.push_back(entry.occurred_at);
+            part.window.push(entry.occurred_at);
         }
-        let half_life = rule.and_then(|r| r.half_life);
-        let at = *index.entry(entry.rule_id.clone()).or_insert_with(|| {
-            parts.push(RulePart {
-                rule_id: entry.rule_id.clone(),
-                half_life,
-                raw_points: 0.0,
-                awards: 0,
-                value_at_ref: 0.0,
-            });
-            parts.len() - 1
-        });
-        let part = &mut parts[at];
         part.raw_points += entry.points;
         part.awards += 1;
-        part.value_at_ref += decay(entry.points, half_life, entry.occurred_at, now);
+        part.value_at_ref += decay(entry.points, half_life, entry.occurred_at, self.now);
+        true
     }
-    let fit = model
-        .fit_rules
-        .iter()
-        .filter(|r| r.holds(attributes))
-        .map(|r| (r.rule.id.clone(), r.rule.points))
-        .collect();
-    ScoreState {
-        ref_time: now,
-        fit,
-        rules: parts,
-        model_version: model.version,
-        updated_at,
+
+    fn finish(
+        self,
+        model: &CompiledModel,
+        attributes: &BTreeMap<String, String>,
+        updated_at: Micros,
+    ) -> ScoreState {
+        let fit = model
+            .fit_rules
+            .iter()
+            .filter(|r| r.holds(attributes))
+            .map(|r| (r.rule.id.clone(), r.rule.points))
+            .collect();
+        ScoreState {
+            ref_time: self.now,
+            fit,
+            rules: self.parts,
+            model_version: model.version,
+            updated_at,
+        }
     }
 }
 
@@ -267,6 +373,117 @@ mod tests {
         let state = fold(&m, &ledger, &BTreeMap::new(), T0 + 8 * DAY, T0);
         assert_eq!(state.rules[0].awards, 4);
         assert!((state.at(T0 + 8 * DAY).0 - 4.0).abs() < 1e-9);
+    }
+
+    /// A ledger over capped and uncapped rules, `n` entries spread over 60 days in
+    /// increasing time (a fixed-seed generator: the same ledger on every run).
+    fn spread_ledger(n: usize) -> Vec<LedgerEntry> {
+        let rules = [
+            ("email_open", 1.0),
+            ("page_view", 1.0),
+            ("pricing_page_view", 10.0),
+            ("demo_request", 30.0),
+            ("unsubscribe", -20.0),
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut at = T0;
+        (0..n)
+            .map(|i| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                at += (seed >> 33) as i64 % (DAY / 2);
+                let (rule, points) = rules[(seed >> 20) as usize % rules.len()];
+                entry(&format!("e{i:04}"), rule, points, at)
+            })
+            .collect()
+    }
+
+    fn assert_same(a: &ScoreState, b: &ScoreState, at: Micros) {
+        assert_eq!(a.rules.len(), b.rules.len());
+        for (x, y) in a.rules.iter().zip(&b.rules) {
+            assert_eq!(
+                (&x.rule_id, x.awards, &x.last, &x.window),
+                (&y.rule_id, y.awards, &y.last, &y.window)
+            );
+            assert!((x.raw_points - y.raw_points).abs() < 1e-9);
+        }
+        assert!(
+            (a.at(at).0 - b.at(at).0).abs() < 1e-9,
+            "{} vs {}",
+            a.at(at).0,
+            b.at(at).0
+        );
+    }
+
+    #[test]
+    fn extending_a_state_agrees_with_folding_the_whole_ledger() {
+        let m = model(&default_spec());
+        let ledger = spread_ledger(400);
+        let attrs = BTreeMap::new();
+        let end = ledger[ledger.len() - 1].occurred_at + DAY;
+        let whole = fold(&m, &ledger, &attrs, end, end);
+        assert!(
+            whole.rules.iter().any(|p| p.awards < 100),
+            "the caps capped something"
+        );
+        // Folded in steps of every size, each step later than the one before, as
+        // successive calls fold what each brought.
+        for step in [1, 7, 64, 399] {
+            let (first, rest) = ledger.split_at(step.min(ledger.len()));
+            let mut state = fold(&m, first, &attrs, first[first.len() - 1].occurred_at, T0);
+            for chunk in rest.chunks(step) {
+                let now = chunk[chunk.len() - 1].occurred_at;
+                state = extend(&m, &state, chunk, &attrs, now).expect("in order");
+            }
+            let state = extend(&m, &state, &[], &attrs, end).expect("nothing new");
+            assert_same(&state, &whole, end + 30 * DAY);
+        }
+    }
+
+    #[test]
+    fn a_backdated_entry_extends_only_rules_without_a_cap() {
+        let m = model(&default_spec());
+        let ledger = spread_ledger(50);
+        let attrs = BTreeMap::new();
+        let now = ledger[49].occurred_at + DAY;
+        let state = fold(&m, &ledger, &attrs, now, now);
+        let early = ledger[0].occurred_at - DAY;
+        // Uncapped: the award decays from its own instant whatever the order.
+        let late_demo = entry("late-demo", "demo_request", 30.0, early);
+        let extended = extend(&m, &state, std::slice::from_ref(&late_demo), &attrs, now);
+        let mut all = ledger;
+        all.push(late_demo);
+        assert_same(
+            &extended.expect("uncapped"),
+            &fold(&m, &all, &attrs, now, now),
+            now,
+        );
+        // Capped: it may take the place of a later award, so the ledger is needed.
+        let late_open = entry("late-open", "email_open", 1.0, early);
+        assert_eq!(extend(&m, &state, &[late_open], &attrs, now), None);
+    }
+
+    #[test]
+    fn a_state_without_windows_or_of_another_version_is_folded_again() {
+        let m = model(&default_spec());
+        let ledger = spread_ledger(20);
+        let attrs = BTreeMap::new();
+        let now = ledger[19].occurred_at;
+        let next = [entry("next", "email_open", 1.0, now + DAY)];
+        let state = fold(&m, &ledger, &attrs, now, now);
+        assert!(extend(&m, &state, &next, &attrs, now + DAY).is_some());
+        // As stored before states kept their windows.
+        let mut old = state.clone();
+        for part in &mut old.rules {
+            part.last = None;
+            part.window.clear();
+        }
+        let old: ScoreState = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
+        assert_eq!(extend(&m, &old, &next, &attrs, now + DAY), None);
+        // Uncapped entries still extend such a state.
+        let demo = [entry("demo", "demo_request", 30.0, now + DAY)];
+        assert!(extend(&m, &old, &demo, &attrs, now + DAY).is_some());
+        let newer = CompiledModel::new("m", 2, &default_spec());
+        assert_eq!(extend(&newer, &state, &next, &attrs, now + DAY), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sea_orm::{
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
 use super::{Store, json_map, map_json, signals};
-use crate::domain::fold::{LedgerEntry, ScoreState, fold};
+use crate::domain::fold::{LedgerEntry, ScoreState, extend, fold};
 use crate::domain::model::CompiledModel;
 use crate::domain::{Micros, ScoringError};
 
@@ -137,6 +137,7 @@ impl Store {
 
         let mut redirects = load_tombstones(&txn, tenant, &events).await?;
         let mut touched: BTreeMap<String, String> = BTreeMap::new();
+        let mut fresh = Fresh::default();
         let mut pending = Pending::default();
         let mut signals = Vec::new();
         for event in events {
@@ -163,16 +164,12 @@ impl Store {
                             .iter()
                             .filter(|r| r.matches(&kind, &properties))
                         {
-                            pending.ledger.push(ledger::ActiveModel {
-                                tenant_id: Set(tenant.to_owned()),
-                                model_id: Set(model.id.clone()),
-                                event_id: Set(event.event_id.clone()),
-                                rule_id: Set(rule.rule.id.clone()),
-                                contact_id: Set(contact.clone()),
-                                points: Set(rule.rule.points),
-                                occurred_at: Set(event.occurred_at),
-                                recorded_at: Set(now),
-                            });
+                            let entry =
+                                LedgerEntry::award(&event.event_id, &rule.rule, event.occurred_at);
+                            pending
+                                .ledger
+                                .push(ledger_row(tenant, &model.id, &contact, &entry, now));
+                            fresh.add(&model.id, &contact, entry);
                         }
                     }
                     pending.history.push(history::ActiveModel {
@@ -211,6 +208,8 @@ impl Store {
                         event.occurred_at,
                     ));
                     merge(&txn, tenant, &duplicate, &contact).await?;
+                    // The survivor's ledger gained the duplicate's entries, of any age.
+                    fresh.refold.insert(contact.clone());
                     redirects.insert(duplicate.clone(), Some(contact.clone()));
                     touched.remove(&duplicate);
                     for model in models {
@@ -235,7 +234,7 @@ impl Store {
             }
         }
         pending.flush(&txn).await?;
-        outcome.changed = rescore(&txn, tenant, models, &touched, now).await?;
+        outcome.changed = rescore(&txn, tenant, models, &touched, Some(&fresh), now).await?;
         signals::add_scores(
             &mut signals,
             &default_changes(models, &outcome.changed),
@@ -260,6 +259,64 @@ pub(crate) fn default_changes<'a>(
         .iter()
         .filter(|c| c.model_id == default.id)
         .collect()
+}
+
+/// The row recording `entry`, one of `contact`'s awards under `model`.
+pub(crate) fn ledger_row(
+    tenant: &str,
+    model: &str,
+    contact: &str,
+    entry: &LedgerEntry,
+    now: Micros,
+) -> ledger::ActiveModel {
+    ledger::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        model_id: Set(model.to_owned()),
+        event_id: Set(entry.event_id.clone()),
+        rule_id: Set(entry.rule_id.clone()),
+        contact_id: Set(contact.to_owned()),
+        points: Set(entry.points),
+        occurred_at: Set(entry.occurred_at),
+        recorded_at: Set(now),
+    }
+}
+
+/// The ledger entries one call added, for folding onto the stored scores.
+#[derive(Default)]
+pub(crate) struct Fresh {
+    /// By (model, contact).
+    entries: HashMap<(String, String), Vec<LedgerEntry>>,
+    /// Contacts whose ledgers changed in other ways (merges): folded from the ledger.
+    refold: HashSet<String>,
+}
+
+impl Fresh {
+    fn add(&mut self, model: &str, contact: &str, entry: LedgerEntry) {
+        self.entries
+            .entry((model.to_owned(), contact.to_owned()))
+            .or_default()
+            .push(entry);
+    }
+
+    /// The score of `contact` under `model` with this call's entries folded onto its
+    /// stored state, where that is exact.
+    fn extend(
+        &self,
+        model: &CompiledModel,
+        contact: &str,
+        previous: Option<&ScoreState>,
+        attributes: &BTreeMap<String, String>,
+        now: Micros,
+    ) -> Option<ScoreState> {
+        if self.refold.contains(contact) {
+            return None;
+        }
+        let entries = self
+            .entries
+            .get(&(model.id.clone(), contact.to_owned()))
+            .map_or(&[][..], Vec::as_slice);
+        extend(model, previous?, entries, attributes, now)
+    }
 }
 
 /// History and ledger rows gathered between events that must see them.
@@ -454,11 +511,15 @@ async fn remove_contact_rows(
 
 /// Recomputes the scores of `touched` contacts (contact -> the last event that touched
 /// it) under every model, records upward band crossings, and stores the new states.
+/// `fresh`, the entries the caller added, are folded onto the stored states where that
+/// is exact; the other contacts' ledgers are read and folded whole (all of them without
+/// `fresh`).
 pub(crate) async fn rescore<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     models: &[CompiledModel],
     touched: &BTreeMap<String, String>,
+    fresh: Option<&Fresh>,
     now: Micros,
 ) -> Result<Vec<Change>, ScoringError> {
     if touched.is_empty() {
@@ -476,32 +537,6 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
             .map(|p| (p.contact_id, map_json(p.attributes)))
             .collect();
         for model in models {
-            // The touched contacts' ledgers are the largest read of a call: only the
-            // columns the fold uses (all in the by-contact index), decoded as tuples.
-            let mut ledgers: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
-            let rows: Vec<(String, String, String, f64, Micros)> = ledger::Entity::find()
-                .select_only()
-                .columns([
-                    ledger::Column::ContactId,
-                    ledger::Column::EventId,
-                    ledger::Column::RuleId,
-                    ledger::Column::Points,
-                    ledger::Column::OccurredAt,
-                ])
-                .filter(ledger::Column::TenantId.eq(tenant))
-                .filter(ledger::Column::ModelId.eq(&model.id))
-                .filter(ledger::Column::ContactId.is_in(chunk.to_vec()))
-                .into_tuple()
-                .all(db)
-                .await?;
-            for (contact, event_id, rule_id, points, occurred_at) in rows {
-                ledgers.entry(contact).or_default().push(LedgerEntry {
-                    event_id,
-                    rule_id,
-                    points,
-                    occurred_at,
-                });
-            }
             let previous: HashMap<String, ScoreState> = score::Entity::find()
                 .filter(score::Column::TenantId.eq(tenant))
                 .filter(score::Column::ModelId.eq(&model.id))
@@ -512,17 +547,39 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                 .filter_map(|s| Some((s.contact_id, serde_json::from_value(s.state).ok()?)))
                 .collect();
             let empty = BTreeMap::new();
+            let attributes = |contact: &String| profiles.get(contact).unwrap_or(&empty);
+            let mut states: HashMap<&String, ScoreState> = HashMap::with_capacity(chunk.len());
+            if let Some(fresh) = fresh {
+                for contact in chunk {
+                    let extended = fresh.extend(
+                        model,
+                        contact,
+                        previous.get(contact),
+                        attributes(contact),
+                        now,
+                    );
+                    if let Some(state) = extended {
+                        states.insert(contact, state);
+                    }
+                }
+            }
+            let unfolded: Vec<String> = chunk
+                .iter()
+                .filter(|c| !states.contains_key(c))
+                .cloned()
+                .collect();
+            let mut ledgers = read_ledgers(db, tenant, &model.id, unfolded).await?;
+            for contact in chunk {
+                if !states.contains_key(contact) {
+                    let entries = ledgers.remove(contact).unwrap_or_default();
+                    let state = fold(model, &entries, attributes(contact), now, now);
+                    states.insert(contact, state);
+                }
+            }
             let mut rows = Vec::with_capacity(chunk.len());
             let mut crossings = Vec::new();
             for contact in chunk {
-                let entries = ledgers.remove(contact).unwrap_or_default();
-                let state = fold(
-                    model,
-                    &entries,
-                    profiles.get(contact).unwrap_or(&empty),
-                    now,
-                    now,
-                );
+                let state = states.remove(contact).expect("every contact was folded");
                 let band_after = model.band(state.at(now).0);
                 let band_before = previous
                     .get(contact)
@@ -586,4 +643,42 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
         }
     }
     Ok(changes)
+}
+
+/// The ledgers of `contacts` under `model`, by contact: only the columns the fold uses
+/// (all in the by-contact index), decoded as tuples.
+async fn read_ledgers<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    model: &str,
+    contacts: Vec<String>,
+) -> Result<HashMap<String, Vec<LedgerEntry>>, ScoringError> {
+    let mut ledgers: HashMap<String, Vec<LedgerEntry>> = HashMap::new();
+    if contacts.is_empty() {
+        return Ok(ledgers);
+    }
+    let rows: Vec<(String, String, String, f64, Micros)> = ledger::Entity::find()
+        .select_only()
+        .columns([
+            ledger::Column::ContactId,
+            ledger::Column::EventId,
+            ledger::Column::RuleId,
+            ledger::Column::Points,
+            ledger::Column::OccurredAt,
+        ])
+        .filter(ledger::Column::TenantId.eq(tenant))
+        .filter(ledger::Column::ModelId.eq(model))
+        .filter(ledger::Column::ContactId.is_in(contacts))
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (contact, event_id, rule_id, points, occurred_at) in rows {
+        ledgers.entry(contact).or_default().push(LedgerEntry {
+            event_id,
+            rule_id,
+            points,
+            occurred_at,
+        });
+    }
+    Ok(ledgers)
 }

@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::apply::rescore;
+use super::apply::{ledger_row, rescore};
 use super::entities::{band_event, history, ledger, profile, score};
 use super::{Store, map_json};
 use crate::domain::fold::{LedgerEntry, ScoreState, fold};
@@ -256,16 +255,8 @@ impl Store {
                     .iter()
                     .filter(|r| r.matches(&event.kind, &event.properties))
                 {
-                    rows.push(ledger::ActiveModel {
-                        tenant_id: Set(tenant.to_owned()),
-                        model_id: Set(model.id.clone()),
-                        event_id: Set(event.event_id.clone()),
-                        rule_id: Set(rule.rule.id.clone()),
-                        contact_id: Set(contact.clone()),
-                        points: Set(rule.rule.points),
-                        occurred_at: Set(event.occurred_at),
-                        recorded_at: Set(now),
-                    });
+                    let entry = LedgerEntry::award(&event.event_id, &rule.rule, event.occurred_at);
+                    rows.push(ledger_row(tenant, &model.id, contact, &entry, now));
                 }
             }
         }
@@ -279,7 +270,15 @@ impl Store {
             .iter()
             .map(|c| (c.clone(), cause.clone()))
             .collect();
-        let changes = rescore(&txn, tenant, std::slice::from_ref(model), &touched, now).await?;
+        let changes = rescore(
+            &txn,
+            tenant,
+            std::slice::from_ref(model),
+            &touched,
+            None,
+            now,
+        )
+        .await?;
         let mut signals = Vec::new();
         super::signals::add_scores(
             &mut signals,

@@ -111,6 +111,19 @@ impl TestApp {
         self.score_in(contact, "").await
     }
 
+    /// The default model's explanation of `contact`'s score, now.
+    pub async fn explain(&self, contact: &str) -> pb::ExplainScoreResponse {
+        self.client
+            .clone()
+            .explain_score(pb::ExplainScoreRequest {
+                contact_id: contact.into(),
+                model_id: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
     pub async fn score_in(&self, contact: &str, model: &str) -> pb::Score {
         self.client
             .clone()

@@ -119,16 +119,7 @@ backend_tests!(caps_limit_awards_per_window, |db| async move {
         .collect();
     app.apply(opens).await;
     app.set_now(T0 + 5 * DAY);
-    let explained = app
-        .client
-        .clone()
-        .explain_score(pb::ExplainScoreRequest {
-            contact_id: "c1".into(),
-            model_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let explained = app.explain("c1").await;
     let opens = explained
         .contributions
         .iter()
@@ -140,16 +131,7 @@ backend_tests!(caps_limit_awards_per_window, |db| async move {
     app.apply(vec![interaction("o9", "c1", "email_open", T0 + 8 * DAY)])
         .await;
     app.set_now(T0 + 8 * DAY);
-    let explained = app
-        .client
-        .clone()
-        .explain_score(pb::ExplainScoreRequest {
-            contact_id: "c1".into(),
-            model_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let explained = app.explain("c1").await;
     let opens = explained
         .contributions
         .iter()
@@ -269,6 +251,103 @@ backend_tests!(history_pages_newest_first, |db| async move {
             .contains(&"page_token".to_owned())
     );
 });
+
+backend_tests!(
+    scores_folded_call_by_call_agree_with_the_whole_ledger,
+    |db| async move {
+        let app = TestApp::spawn(db).await;
+        const HOUR: i64 = DAY / 24;
+        // (when the call is applied, its interactions: kind and instant). Calls 3 and 4
+        // bring backdated entries: a capped rule's (the ledger is folded again) and
+        // uncapped rules' (folded onto the stored score).
+        let calls: Vec<(i64, Vec<(&str, i64)>)> = vec![
+            (
+                T0 + 2 * DAY,
+                vec![
+                    ("email_open", T0),
+                    ("email_open", T0 + DAY),
+                    ("email_open", T0 + 2 * DAY),
+                    ("page_view", T0 + DAY),
+                    ("demo_request", T0 + DAY),
+                ],
+            ),
+            (
+                T0 + 4 * DAY,
+                vec![
+                    ("email_open", T0 + 3 * DAY),
+                    ("email_open", T0 + 4 * DAY),
+                    ("unsubscribe", T0 + 4 * DAY),
+                    ("page_view", T0 + 4 * DAY),
+                    ("page_view", T0 + 4 * DAY + HOUR),
+                    ("page_view", T0 + 4 * DAY + 2 * HOUR),
+                ],
+            ),
+            (
+                T0 + 5 * DAY,
+                vec![("email_open", T0 - 3 * DAY), ("demo_request", T0 - 5 * DAY)],
+            ),
+            (
+                T0 + 9 * DAY,
+                vec![
+                    ("email_open", T0 + 8 * DAY),
+                    ("email_open", T0 + 9 * DAY),
+                    ("webinar_attended", T0 + 2 * DAY),
+                ],
+            ),
+        ];
+        let event = |contact: &str, n: usize, (kind, at): (&str, i64)| {
+            interaction(&format!("{contact}-{n}"), contact, kind, at)
+        };
+        let mut n = 0;
+        let mut whole = Vec::new();
+        for (now, interactions) in &calls {
+            app.set_now(*now);
+            let mut call = Vec::new();
+            for &i in interactions {
+                call.push(event("steps", n, i));
+                whole.push(event("whole", n, i));
+                n += 1;
+            }
+            app.apply(call).await;
+        }
+        // An attributes-only change: the stored score is carried to now, fit added.
+        app.set_now(T0 + 20 * DAY);
+        let cto = [("job_title", "CTO")];
+        app.apply(vec![upserted("steps-attrs", "steps", &cto)])
+            .await;
+        whole.push(upserted("whole-attrs", "whole", &cto));
+        app.apply(whole).await;
+
+        app.set_now(T0 + 30 * DAY);
+        let (steps, whole) = (app.explain("steps").await, app.explain("whole").await);
+        let parts = |e: &pb::ExplainScoreResponse| {
+            let mut parts: Vec<(String, i64, f64, f64)> = e
+                .contributions
+                .iter()
+                .map(|c| (c.rule_id.clone(), c.awards, c.raw_points, c.points))
+                .collect();
+            parts.sort_by(|a, b| a.0.cmp(&b.0));
+            parts
+        };
+        let (steps_parts, whole_parts) = (parts(&steps), parts(&whole));
+        assert_eq!(steps_parts.len(), whole_parts.len());
+        for (s, w) in steps_parts.iter().zip(&whole_parts) {
+            assert_eq!(
+                (&s.0, s.1),
+                (&w.0, w.1),
+                "{steps_parts:?} vs {whole_parts:?}"
+            );
+            assert!(close(s.2, w.2) && close(s.3, w.3), "{s:?} vs {w:?}");
+        }
+        // Of the eight opens, the backdated one counts and takes the place of the one
+        // at T0 + 2 days; the one at T0 + 3 days stays capped.
+        let opens = whole_parts.iter().find(|p| p.0 == "email_open").unwrap();
+        assert_eq!(opens.1, 6, "{whole_parts:?}");
+        let (steps_score, whole_score) = (app.score("steps").await, app.score("whole").await);
+        assert!(close(steps_score.total, whole_score.total));
+        assert!(close(steps_score.fit, 15.0));
+    }
+);
 
 backend_tests!(merges_and_erasures_follow_the_contact, |db| async move {
     let app = TestApp::spawn(db).await;
