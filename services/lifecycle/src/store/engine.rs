@@ -77,19 +77,6 @@ pub(crate) fn log_row(tenant: &str, now: Micros, entry: LogEntry) -> lifecycle_e
     }
 }
 
-/// The facts of a contact (without stage and event), with `history` of its history as of
-/// `now`.
-pub(crate) async fn load_facts<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    contact: &str,
-    (history, now): (&History, Micros),
-) -> Result<Facts, LifecycleError> {
-    let mut states =
-        ContactState::load_many(db, tenant, &[contact.to_owned()], &[], &[], history, now).await?;
-    Ok(states.remove(contact).map(|s| s.facts).unwrap_or_default())
-}
-
 /// Reads into `states` the part of the histories of `contacts` that `history` names, as of
 /// `now`: the contacts' histories are the largest read of an applied call, and most of a
 /// history (page views, opens) is nothing a condition counts. Only the columns the facts

@@ -7,7 +7,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TryInsertResult};
 
 use super::Store;
-use super::engine::{self, ACTION, Cause, LogEntry, load_facts};
+use super::engine::{self, ACTION, Cause, ContactState, LogEntry};
 use super::entities::{contact_fact, contact_stage, fired_trigger, stage_model};
 use super::queries::known_contacts;
 use crate::domain::facts::History;
@@ -88,52 +88,72 @@ impl Store {
             query = query.filter(contact_stage::Column::Stage.is_in(trigger.stages.clone()));
         }
         let mut churned = 0;
-        for row in query.all(&self.db).await? {
-            let facts =
-                load_facts(&self.db, tenant, &row.contact_id, (&History::LATEST, now)).await?;
-            let last = facts
-                .last_activity()
-                .unwrap_or(row.entered_at)
-                .max(row.entered_at);
-            if last > now - trigger.offset {
-                continue;
+        // The candidates' latest interactions are read 500 at a time, not one by one.
+        for chunk in query.all(&self.db).await?.chunks(500) {
+            let ids: Vec<String> = chunk.iter().map(|r| r.contact_id.clone()).collect();
+            let states =
+                ContactState::load_many(&self.db, tenant, &ids, &[], &[], &History::LATEST, now)
+                    .await?;
+            for row in chunk {
+                let last = states[&row.contact_id]
+                    .facts
+                    .last_activity()
+                    .unwrap_or(row.entered_at)
+                    .max(row.entered_at);
+                if last <= now - trigger.offset {
+                    churned += self
+                        .churn_one(tenant, (&model.id, churn_stage), trigger, row, now)
+                        .await?;
+                }
             }
-            let txn = clm_store::begin_write(&self.db).await?;
-            engine::lock_log(&txn).await?;
-            let cause = Cause {
-                cause: format!("trigger:{}", trigger.id),
-                ..Cause::default()
-            };
-            let moved = engine::transition(
-                &txn,
-                tenant,
-                &model.id,
-                &row.contact_id,
-                Some((&row.stage, row.entered_at)),
-                churn_stage,
-                now,
-                &cause,
-            )
-            .await?;
-            if moved {
-                engine::append(
-                    &txn,
-                    tenant,
-                    now,
-                    LogEntry {
-                        kind: ACTION,
-                        contact_id: row.contact_id.clone(),
-                        action: trigger.action.clone(),
-                        cause: cause.cause.clone(),
-                        ..LogEntry::default()
-                    },
-                )
-                .await?;
-                churned += 1;
-            }
-            txn.commit().await?;
         }
         Ok(churned)
+    }
+
+    /// Moves one contact found inactive to the model's churn stage, if it is still where
+    /// it was seen; 1 when it moved.
+    async fn churn_one(
+        &self,
+        tenant: &str,
+        (model, churn_stage): (&str, &str),
+        trigger: &TimedTrigger,
+        row: &contact_stage::Model,
+        now: Micros,
+    ) -> Result<u64, LifecycleError> {
+        let txn = clm_store::begin_write(&self.db).await?;
+        engine::lock_log(&txn).await?;
+        let cause = Cause {
+            cause: format!("trigger:{}", trigger.id),
+            ..Cause::default()
+        };
+        let moved = engine::transition(
+            &txn,
+            tenant,
+            model,
+            &row.contact_id,
+            Some((&row.stage, row.entered_at)),
+            churn_stage,
+            now,
+            &cause,
+        )
+        .await?;
+        if moved {
+            engine::append(
+                &txn,
+                tenant,
+                now,
+                LogEntry {
+                    kind: ACTION,
+                    contact_id: row.contact_id.clone(),
+                    action: trigger.action.clone(),
+                    cause: cause.cause.clone(),
+                    ..LogEntry::default()
+                },
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(u64::from(moved))
     }
 
     #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "date_trigger", db.system.name))]

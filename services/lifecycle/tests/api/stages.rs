@@ -17,13 +17,18 @@ backend_tests!(
     any_later_interaction_keeps_a_customer_from_churning,
     |db| async move {
         let app = TestApp::spawn(&db).await;
-        app.apply(vec![app.interaction("c1", "purchase")]).await;
+        app.apply(vec![
+            app.interaction("c1", "purchase"),
+            app.interaction("c2", "purchase"),
+        ])
+        .await;
         app.set_now(T0 + 100 * DAY);
         app.apply(vec![app.interaction("c1", "page_view")]).await;
-        // 181 days after the purchase, but 81 after the page view.
+        // 181 days after both purchases, but 81 after c1's page view.
         app.set_now(T0 + 181 * DAY);
-        assert_eq!(app.scheduler.run_due().await.unwrap().churned, 0);
+        assert_eq!(app.scheduler.run_due().await.unwrap().churned, 1);
         assert_eq!(app.stage("c1").await, "conversion");
+        assert_eq!(app.stage("c2").await, "churned");
         app.set_now(T0 + 281 * DAY);
         assert_eq!(app.scheduler.run_due().await.unwrap().churned, 1);
         assert_eq!(app.stage("c1").await, "churned");
