@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TryInsertResult,
 };
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
@@ -528,6 +528,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
     let contacts: Vec<String> = touched.keys().cloned().collect();
     let mut changes = Vec::new();
     for chunk in contacts.chunks(500) {
+        take_turns(db, tenant, chunk).await?;
         let profiles: HashMap<String, BTreeMap<String, String>> = profile::Entity::find()
             .filter(profile::Column::TenantId.eq(tenant))
             .filter(profile::Column::ContactId.is_in(chunk.to_vec()))
@@ -643,6 +644,38 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
         }
     }
     Ok(changes)
+}
+
+/// On PostgreSQL, waits until no other transaction is rescoring any of `contacts` (sorted)
+/// and holds their turns until this one commits. Two replicas applying events of one
+/// contact at once would otherwise each fold onto the same stored state, and the later
+/// commit would store a score without the other's entries, which every later call would
+/// extend. Locks are taken in the contacts' order, so two such calls cannot deadlock on
+/// them. (SQLite's writers already take turns.)
+async fn take_turns<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    contacts: &[String],
+) -> Result<(), ScoringError> {
+    if db.get_database_backend() != DbBackend::Postgres || contacts.is_empty() {
+        return Ok(());
+    }
+    let rows = (2..contacts.len() + 2)
+        .map(|n| format!("(${n})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = std::iter::once(format!("clm.score:{tenant}:"))
+        .chain(contacts.iter().cloned())
+        .map(Into::into);
+    db.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || c, 0)) FROM (VALUES {rows}) AS v(c)"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
 }
 
 /// The ledgers of `contacts` under `model`, by contact: only the columns the fold uses

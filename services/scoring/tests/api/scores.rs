@@ -349,6 +349,46 @@ backend_tests!(
     }
 );
 
+backend_tests!(
+    concurrent_calls_on_one_contact_keep_every_award,
+    |db| async move {
+        use sea_orm::EntityTrait;
+        let app = TestApp::spawn(db).await;
+        // Two deliveries at once touching the same contacts, as two relays or two replicas
+        // make them: each stored score must keep both calls' awards, also once later calls
+        // have folded onto it.
+        let call = |side: &str, round: i64| -> Vec<common::ContactEvent> {
+            (0..20)
+                .flat_map(|i| {
+                    let at = T0 + round * 100 + i;
+                    ["c1", "c2"].map(|c| {
+                        interaction(&format!("{side}-{round}-{i}-{c}"), c, "demo_request", at)
+                    })
+                })
+                .collect()
+        };
+        for round in 0..10 {
+            tokio::join!(app.apply(call("a", round)), app.apply(call("b", round)));
+        }
+        let stored = clm_scoring::store::entities::score::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 2);
+        for score in stored {
+            let awards = score.state["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["rule_id"] == "demo_request")
+                .map(|r| r["awards"].as_i64().unwrap());
+            assert_eq!(awards, Some(400), "{}", score.contact_id);
+        }
+        let explained = app.explain("c1").await;
+        assert_eq!(explained.contributions[0].awards, 400);
+    }
+);
+
 backend_tests!(merges_and_erasures_follow_the_contact, |db| async move {
     let app = TestApp::spawn(db).await;
     app.apply(vec![
