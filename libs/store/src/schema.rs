@@ -52,7 +52,11 @@ fn table(name: &str, columns: &[(&str, &str)], key: &[&str]) -> TableCreateState
 
 fn index(table: &str, name: &str, columns: &[&str]) -> IndexCreateStatement {
     let mut index = Index::create();
-    index.name(name).table(Alias::new(table));
+    // IF NOT EXISTS is for SQLite's pools: a connection whose cached schema still holds an
+    // index dropped through another connection refuses a plain CREATE INDEX ("already
+    // exists") without looking again, while IF NOT EXISTS makes it check the schema when
+    // the statement runs, reload it, and create the index.
+    index.name(name).table(Alias::new(table)).if_not_exists();
     for column in columns {
         index.col(Alias::new(*column));
     }

@@ -10,9 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use clm_testkit::{Backend, TestDatabase, backend_tests};
 
 async fn open(db: &TestDatabase) -> DatabaseConnection {
-    let conn = clm_store::connect("write_test", db.location())
-        .await
-        .unwrap();
+    let conn = db_connection(db).await;
     conn.execute_unprepared("CREATE TABLE turns (writer BIGINT NOT NULL)")
         .await
         .unwrap();
@@ -110,4 +108,36 @@ async fn postgres_needs_no_gate() {
         .await
         .unwrap();
     assert!(clm_store::write_gate(&conn).await.is_none());
+}
+
+backend_tests!(
+    an_index_is_created_again_through_a_connection_that_saw_it,
+    |db: TestDatabase| async move {
+        use clm_store::schema::{create_indexes, drop_indexes};
+        use sea_orm_migration::SchemaManager;
+        // Two pools on one database: on SQLite each connection caches the schema it last
+        // read, and one whose cache still holds an index dropped elsewhere refused to
+        // create it again ("already exists"), as a migration run up, down and up again
+        // through a pool once did.
+        let (first, second) = (open(&db).await, db_connection(&db).await);
+        let index = [("turns", "turns_by_writer", &["writer"][..])];
+        create_indexes(&SchemaManager::new(&first), &index)
+            .await
+            .unwrap();
+        writers_in_order(&second).await;
+        drop_indexes(&SchemaManager::new(&first), &index)
+            .await
+            .unwrap();
+        create_indexes(&SchemaManager::new(&second), &index)
+            .await
+            .unwrap();
+        let manager = SchemaManager::new(&first);
+        assert!(manager.has_index("turns", "turns_by_writer").await.unwrap());
+    }
+);
+
+async fn db_connection(db: &TestDatabase) -> DatabaseConnection {
+    clm_store::connect("write_test", db.location())
+        .await
+        .unwrap()
 }
