@@ -1,5 +1,6 @@
-//! Write transactions on SQLite and (when configured) PostgreSQL: writers of one database
-//! take turns in the order they asked, and a transaction dropped unfinished changes nothing.
+//! Writes on SQLite and (when configured) PostgreSQL: writers of one database take turns
+//! in the order they asked, a transaction dropped unfinished changes nothing, and schema
+//! changes land through any pooled connection.
 #![allow(unreachable_pub)]
 
 use std::sync::{Arc, Mutex};

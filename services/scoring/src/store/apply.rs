@@ -680,7 +680,7 @@ async fn take_turns<C: ConnectionTrait>(
 
 /// The ledgers of `contacts` under `model`, by contact: only the columns the fold uses
 /// (all in the by-contact index), decoded as tuples.
-async fn read_ledgers<C: ConnectionTrait>(
+pub(crate) async fn read_ledgers<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     model: &str,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::apply::{ledger_row, rescore};
+use super::apply::{ledger_row, read_ledgers, rescore};
 use super::entities::{band_event, history, ledger, profile, score};
 use super::{Store, map_json};
 use crate::domain::fold::{LedgerEntry, ScoreState, fold};
@@ -63,20 +63,10 @@ impl Store {
         contact: &str,
         now: Micros,
     ) -> Result<ScoreState, ScoringError> {
-        let entries: Vec<LedgerEntry> = ledger::Entity::find()
-            .filter(ledger::Column::TenantId.eq(tenant))
-            .filter(ledger::Column::ModelId.eq(&model.id))
-            .filter(ledger::Column::ContactId.eq(contact))
-            .all(&self.db)
+        let entries = read_ledgers(&self.db, tenant, &model.id, vec![contact.to_owned()])
             .await?
-            .into_iter()
-            .map(|row| LedgerEntry {
-                event_id: row.event_id,
-                rule_id: row.rule_id,
-                points: row.points,
-                occurred_at: row.occurred_at,
-            })
-            .collect();
+            .remove(contact)
+            .unwrap_or_default();
         let attributes = profile::Entity::find_by_id((tenant.to_owned(), contact.to_owned()))
             .one(&self.db)
             .await?
