@@ -11,7 +11,10 @@ pub struct Model {
     pub id: i64,
     pub target: String,
     pub tenant_id: String,
+    /// The first message's event id.
     pub event_id: String,
+    /// How many messages `payload` holds (see `enqueue`).
+    pub messages: i32,
     pub payload: Vec<u8>,
     pub traceparent: String,
     pub created_at: i64,
@@ -25,3 +28,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// The (event id, payload) of each message the row holds, in the order written;
+    /// `None` when a packed row does not parse.
+    pub fn messages(&self) -> Option<Vec<(String, Vec<u8>)>> {
+        if self.messages <= 1 {
+            return Some(vec![(self.event_id.clone(), self.payload.clone())]);
+        }
+        crate::store::unpack_payloads(&self.payload, self.messages as usize)
+    }
+}

@@ -11,9 +11,9 @@ mod migration;
 mod relay;
 mod store;
 
-pub use migration::{CreateOutboxTable, IndexOutboxById, migrations};
+pub use migration::{CountOutboxMessages, CreateOutboxTable, IndexOutboxById, migrations};
 pub use relay::{Deliver, DeliveryError, Relay, RelayOptions, Turn};
-pub use store::{Message, NewMessage, OutboxStats, any_pending, enqueue, stats};
+pub use store::{Message, NewMessage, OutboxStats, PACK, any_pending, enqueue, stats};
 
 use tokio::sync::watch;
 
@@ -53,11 +53,11 @@ pub fn register_metrics(
 ) {
     let depth = metrics.target_gauge(
         "outbox_depth",
-        "Outbox rows waiting for delivery, by target",
+        "Outbox messages waiting for delivery, by target",
     );
     let age = metrics.target_gauge(
         "outbox_oldest_age_seconds",
-        "Age of the oldest undelivered outbox row, by target",
+        "Age of the oldest undelivered outbox message, by target",
     );
     metrics.on_scrape(std::sync::Arc::new(move || {
         let (db, depth, age) = (db.clone(), depth.clone(), age.clone());

@@ -4,7 +4,11 @@ use sea_orm_migration::prelude::*;
 
 /// The outbox's migrations in order; append them to a service's migrator.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(CreateOutboxTable), Box::new(IndexOutboxById)]
+    vec![
+        Box::new(CreateOutboxTable),
+        Box::new(IndexOutboxById),
+        Box::new(CountOutboxMessages),
+    ]
 }
 
 /// Creates the `outbox` table; add it to a service's migrator.
@@ -90,5 +94,45 @@ impl MigrationTrait for IndexOutboxById {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         clm_store::schema::drop_indexes(manager, &[OUTBOX_BY_ID]).await?;
         clm_store::schema::create_indexes(manager, &[OUTBOX_DUE]).await
+    }
+}
+
+/// A row holds several messages (`enqueue`): `messages` counts them. Rows written before
+/// hold one each, as the default says.
+pub struct CountOutboxMessages;
+
+impl MigrationName for CountOutboxMessages {
+    fn name(&self) -> &str {
+        "m20261130_000100_count_outbox_messages"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CountOutboxMessages {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("outbox"))
+                    .add_column(
+                        ColumnDef::new(Alias::new("messages"))
+                            .integer()
+                            .not_null()
+                            .default(1),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Alias::new("outbox"))
+                    .drop_column(Alias::new("messages"))
+                    .to_owned(),
+            )
+            .await
     }
 }

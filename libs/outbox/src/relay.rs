@@ -31,7 +31,8 @@ pub trait Deliver: Send + Sync + 'static {
 /// How a relay paces itself.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// Most messages per claim (and per delivery call).
+    /// Most messages per claim (and per delivery call); a claim takes at least one row,
+    /// which holds up to [`crate::PACK`] messages.
     pub batch_size: u64,
     /// The safety-net poll when no wake-up arrives.
     pub poll_interval: Duration,
@@ -128,14 +129,14 @@ impl<D: Deliver> Relay<D> {
             delivered: metrics
                 .target_counter(
                     "relay_delivered",
-                    "Outbox rows delivered and acknowledged, by target",
+                    "Outbox messages delivered and acknowledged, by target",
                 )
                 .get_or_create(&labels)
                 .clone(),
             retried: metrics
                 .target_counter(
                     "relay_retries",
-                    "Outbox rows whose delivery failed and was rescheduled, by target",
+                    "Outbox messages whose delivery failed and were rescheduled, by target",
                 )
                 .get_or_create(&labels)
                 .clone(),
@@ -215,8 +216,7 @@ impl<D: Deliver> Relay<D> {
     /// their lease to run out.
     async fn wind_down(&self, mut pipeline: Pipeline) -> Result<(), sea_orm::DbErr> {
         self.settle(&mut pipeline.delivered).await?;
-        let ahead: Vec<i64> = pipeline.ahead.iter().map(|m| m.id).collect();
-        self.unlease(&ahead).await
+        self.unlease(&row_ids(&pipeline.ahead)).await
     }
 
     /// Gives back `ids` claimed but not sent.
@@ -255,14 +255,13 @@ impl<D: Deliver> Relay<D> {
         if outcome.failed > 0 {
             // Deliveries stop for the backoff: the rows claimed ahead go back to the queue
             // now rather than when their lease runs out.
-            let ids: Vec<i64> = ahead.iter().map(|m| m.id).collect();
-            self.unlease(&ids).await?;
+            self.unlease(&row_ids(&ahead)).await?;
         } else {
             pipeline.ahead = ahead;
         }
         pipeline.delivered.extend(outcome.delivered.iter().copied());
         Ok(Turn {
-            delivered: outcome.delivered.len(),
+            delivered: outcome.messages,
             failed: outcome.failed,
         })
     }
@@ -305,7 +304,7 @@ impl<D: Deliver> Relay<D> {
         let claimed = self.settle_and_claim(&mut Vec::new()).await?;
         let mut outcome = self.deliver_claimed(claimed).await?;
         let turn = Turn {
-            delivered: outcome.delivered.len(),
+            delivered: outcome.messages,
             failed: outcome.failed,
         };
         self.settle(&mut outcome.delivered).await?;
@@ -313,11 +312,11 @@ impl<D: Deliver> Relay<D> {
     }
 
     /// Delivers `claimed` per tenant; failed batches are rescheduled with backoff. Returns
-    /// the ids the receiver acknowledged (still to be removed).
+    /// the rows the receiver acknowledged (still to be removed).
     async fn deliver_claimed(&self, claimed: Vec<Message>) -> Result<Delivered, sea_orm::DbErr> {
         let mut outcome = Delivered::default();
         for (tenant, batch) in by_tenant(claimed) {
-            let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+            let ids = row_ids(&batch);
             let attempt = batch.iter().map(|m| m.attempts).max().unwrap_or(0) + 1;
             let span = tracing::info_span!(
                 "outbox.deliver",
@@ -329,10 +328,14 @@ impl<D: Deliver> Relay<D> {
                 otel.status_code = tracing::field::Empty,
                 error.message = tracing::field::Empty,
             );
-            // The batch continues the first row's trace and links to the others'.
+            // The batch continues the first row's trace and links to the others', once per
+            // run of messages of one trace (a row's messages share theirs).
             clm_telemetry::set_remote_parent(&span, &batch[0].traceparent);
-            for message in &batch[1..] {
-                if message.traceparent != batch[0].traceparent {
+            for pair in batch.windows(2) {
+                let (before, message) = (&pair[0], &pair[1]);
+                if message.traceparent != before.traceparent
+                    && message.traceparent != batch[0].traceparent
+                {
                     clm_telemetry::add_remote_link(&span, &message.traceparent);
                 }
             }
@@ -344,8 +347,9 @@ impl<D: Deliver> Relay<D> {
             match result {
                 Ok(()) => {
                     if let Some(c) = &self.counters {
-                        c.delivered.inc_by(ids.len() as u64);
+                        c.delivered.inc_by(batch.len() as u64);
                     }
+                    outcome.messages += batch.len();
                     outcome.delivered.extend(ids);
                 }
                 Err(error) => {
@@ -361,9 +365,9 @@ impl<D: Deliver> Relay<D> {
                     );
                     let _gate = clm_store::write_gate(&self.db).await;
                     store::release(&self.db, &ids, micros_now() + micros(delay), &error.0).await?;
-                    outcome.failed += ids.len();
+                    outcome.failed += batch.len();
                     if let Some(c) = &self.counters {
-                        c.retried.inc_by(ids.len() as u64);
+                        c.retried.inc_by(batch.len() as u64);
                     }
                 }
             }
@@ -399,10 +403,19 @@ struct Pipeline {
 /// The outcome of delivering one claim.
 #[derive(Default)]
 struct Delivered {
-    /// Ids the receiver acknowledged.
+    /// Rows the receiver acknowledged.
     delivered: Vec<i64>,
+    /// Messages in those rows.
+    messages: usize,
     /// Messages rescheduled after a failed delivery.
     failed: usize,
+}
+
+/// The rows `messages` came from, each once, in order (a row's messages are adjacent).
+fn row_ids(messages: &[Message]) -> Vec<i64> {
+    let mut ids: Vec<i64> = messages.iter().map(|m| m.id).collect();
+    ids.dedup();
+    ids
 }
 
 /// Splits claimed messages into per-tenant batches, keeping their order.

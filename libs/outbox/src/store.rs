@@ -1,4 +1,11 @@
 //! Writing, claiming, acknowledging and counting outbox rows.
+//!
+//! A row holds up to [`PACK`] messages of one target and tenant, written by one
+//! transaction: a row of one message stores it as it is, a row of several stores them
+//! back to back, each as its event id and its payload, both after their length as a
+//! varint (protobuf's length-delimited framing).
+//! One row per message cost every message a row insert, a lease update and a delete in
+//! the sender's database, more row operations than the change that caused it.
 
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
@@ -21,10 +28,14 @@ pub struct NewMessage {
     pub payload: Vec<u8>,
 }
 
+/// Most messages in one row. Rows are claimed whole, so a claim exceeds the relay's
+/// batch size only when its first row alone does; keep batch sizes at this or above.
+pub const PACK: usize = 100;
+
 /// A claimed message on its way to the receiver.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// Row id (delivery order).
+    /// Id of the row holding it (delivery order; the messages of a row share it).
     pub id: i64,
     /// The tenant.
     pub tenant_id: String,
@@ -39,7 +50,9 @@ pub struct Message {
 }
 
 /// Writes `messages` with `db`, which should be the transaction of the change that caused
-/// them. Each row keeps the current trace context, so delivery continues the trace.
+/// them, packed [`PACK`] to a row per target and tenant, in their order. Each row keeps
+/// the current trace context, so delivery continues the trace; its `event_id` is its
+/// first message's.
 pub async fn enqueue<C: ConnectionTrait>(
     db: &C,
     now: i64,
@@ -49,23 +62,27 @@ pub async fn enqueue<C: ConnectionTrait>(
         return Ok(());
     }
     let traceparent = clm_telemetry::current_traceparent();
-    let rows: Vec<_> = messages
+    let rows: Vec<_> = packs(messages)
         .into_iter()
-        .map(|m| entity::ActiveModel {
-            id: NotSet,
-            target: Set(m.target.to_owned()),
-            tenant_id: Set(m.tenant_id),
-            event_id: Set(m.event_id),
-            payload: Set(m.payload),
-            traceparent: Set(traceparent.clone()),
-            created_at: Set(now),
-            attempts: Set(0),
-            available_at: Set(now),
-            lease_until: Set(0),
-            last_error: Set(String::new()),
+        .map(|pack| {
+            let first = &pack[0];
+            entity::ActiveModel {
+                id: NotSet,
+                target: Set(first.target.to_owned()),
+                tenant_id: Set(first.tenant_id.clone()),
+                event_id: Set(first.event_id.clone()),
+                messages: Set(pack.len() as i32),
+                payload: Set(pack_payloads(&pack)),
+                traceparent: Set(traceparent.clone()),
+                created_at: Set(now),
+                attempts: Set(0),
+                available_at: Set(now),
+                lease_until: Set(0),
+                last_error: Set(String::new()),
+            }
         })
         .collect();
-    // SQLite binds at most 32,766 parameters per statement: 11 columns x 1,000 rows fits.
+    // SQLite binds at most 32,766 parameters per statement: 12 columns x 1,000 rows fits.
     for chunk in rows.chunks(1000) {
         Entity::insert_many(chunk.to_vec())
             .exec_without_returning(db)
@@ -74,7 +91,65 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Leases up to `limit` due messages of `target` until `lease_until`, oldest first. On
+/// Groups messages by target and tenant, keeping their order, into packs of at most
+/// [`PACK`].
+fn packs(messages: Vec<NewMessage>) -> Vec<Vec<NewMessage>> {
+    let mut groups: Vec<Vec<NewMessage>> = Vec::new();
+    let mut open: std::collections::HashMap<(&'static str, String), usize> =
+        std::collections::HashMap::new();
+    for message in messages {
+        let key = (message.target, message.tenant_id.clone());
+        match open.get(&key) {
+            Some(&at) if groups[at].len() < PACK => groups[at].push(message),
+            _ => {
+                open.insert(key, groups.len());
+                groups.push(vec![message]);
+            }
+        }
+    }
+    groups
+}
+
+/// A row's payload: its one message as it is, or each message's event id and payload
+/// after their lengths.
+fn pack_payloads(pack: &[NewMessage]) -> Vec<u8> {
+    if let [one] = pack {
+        return one.payload.clone();
+    }
+    let size = pack
+        .iter()
+        .map(|m| m.event_id.len() + m.payload.len() + 10)
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for message in pack {
+        for part in [message.event_id.as_bytes(), &message.payload] {
+            prost::encoding::encode_varint(part.len() as u64, &mut out);
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+/// The (event id, payload) of each of a packed row's `messages`; `None` when it does not
+/// parse (possible only through corruption).
+pub(crate) fn unpack_payloads(payload: &[u8], messages: usize) -> Option<Vec<(String, Vec<u8>)>> {
+    fn part<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = usize::try_from(prost::encoding::decode_varint(rest).ok()?).ok()?;
+        let (part, tail) = rest.split_at_checked(len)?;
+        *rest = tail;
+        Some(part)
+    }
+    let mut out = Vec::with_capacity(messages);
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let event_id = std::str::from_utf8(part(&mut rest)?).ok()?.to_owned();
+        out.push((event_id, part(&mut rest)?.to_vec()));
+    }
+    (out.len() == messages).then_some(out)
+}
+
+/// Leases the oldest due rows of `target` until `lease_until`, as many as hold at most
+/// `limit` messages (at least one row), and returns their messages in order. On
 /// PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so relays of several replicas
 /// share the work and never lease the same row twice.
 pub(crate) async fn claim<C: ConnectionTrait>(
@@ -91,18 +166,30 @@ pub(crate) async fn claim<C: ConnectionTrait>(
     // a join the executor may run again (a re-check of a row changed meanwhile), and with
     // SKIP LOCKED each run picks rows the previous one did not, past the limit: a relay
     // once claimed more than the receiver's 5,000 per call and was refused.
+    // Of the first `limit` due rows (enough when each holds one message), those whose
+    // messages up to and including their own number at most `limit`, and the first row
+    // whatever its size. Rows picked and not taken are unlocked when the statement ends.
     let sql = match backend {
         DbBackend::Postgres => {
-            "UPDATE outbox SET lease_until = $1 WHERE id = ANY(ARRAY(
-                SELECT id FROM outbox WHERE target = $2 AND available_at <= $3 AND lease_until <= $3
-                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED))
-             RETURNING id, tenant_id, event_id, payload, traceparent, attempts"
+            "WITH picked AS MATERIALIZED (
+                SELECT id, messages FROM outbox
+                WHERE target = $2 AND available_at <= $3 AND lease_until <= $3
+                ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE outbox SET lease_until = $1 WHERE id = ANY(ARRAY(
+                SELECT id FROM (
+                    SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto FROM picked
+                ) p WHERE upto <= $4 OR upto = messages))
+             RETURNING id, tenant_id, event_id, payload, traceparent, attempts, messages"
         }
         _ => {
             "UPDATE outbox SET lease_until = ?1 WHERE id IN (
-                SELECT id FROM outbox WHERE target = ?2 AND available_at <= ?3 AND lease_until <= ?3
-                ORDER BY id LIMIT ?4)
-             RETURNING id, tenant_id, event_id, payload, traceparent, attempts"
+                SELECT id FROM (
+                    SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto FROM (
+                        SELECT id, messages FROM outbox
+                        WHERE target = ?2 AND available_at <= ?3 AND lease_until <= ?3
+                        ORDER BY id LIMIT ?4)
+                ) WHERE upto <= ?4 OR upto = messages)
+             RETURNING id, tenant_id, event_id, payload, traceparent, attempts, messages"
         }
     };
     let rows = db
@@ -117,28 +204,58 @@ pub(crate) async fn claim<C: ConnectionTrait>(
             ],
         ))
         .await?;
-    let mut messages = rows
+    let mut claimed = rows
         .into_iter()
         .map(|row| {
-            Ok(Message {
+            let count: i32 = row.try_get("", "messages")?;
+            let payload: Vec<u8> = row.try_get("", "payload")?;
+            let first = Message {
                 id: row.try_get("", "id")?,
                 tenant_id: row.try_get("", "tenant_id")?,
                 event_id: row.try_get("", "event_id")?,
-                payload: row.try_get("", "payload")?,
+                payload: Vec::new(),
                 traceparent: row.try_get("", "traceparent")?,
                 attempts: row.try_get("", "attempts")?,
-            })
+            };
+            Ok((first, count, payload))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
     // RETURNING gives no order guarantee.
-    messages.sort_by_key(|m| m.id);
+    claimed.sort_by_key(|(m, _, _)| m.id);
+    let mut messages = Vec::new();
+    for (row, count, payload) in claimed {
+        if count <= 1 {
+            messages.push(Message { payload, ..row });
+            continue;
+        }
+        let Some(unpacked) = unpack_payloads(&payload, count as usize) else {
+            // Passed on whole: the receiver's decoding logs it and skips it, and the row
+            // is removed with its batch rather than claimed forever.
+            tracing::error!(outbox_id = row.id, "outbox row whose messages do not parse");
+            messages.push(Message { payload, ..row });
+            continue;
+        };
+        messages.extend(unpacked.into_iter().map(|(event_id, payload)| Message {
+            event_id,
+            payload,
+            ..row.clone()
+        }));
+    }
     Ok(messages)
 }
 
-/// Removes delivered messages.
+/// Each row id once, for the statements that change rows.
+fn rows(ids: &[i64]) -> Vec<i64> {
+    let mut rows = ids.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    rows
+}
+
+/// Removes the rows of delivered messages.
 pub(crate) async fn acknowledge<C: ConnectionTrait>(db: &C, ids: &[i64]) -> Result<(), DbErr> {
     Entity::delete_many()
-        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::Id.is_in(rows(ids)))
         .exec(db)
         .await?;
     Ok(())
@@ -149,7 +266,7 @@ pub(crate) async fn unlease<C: ConnectionTrait>(db: &C, ids: &[i64]) -> Result<(
     use sea_orm::sea_query::Expr;
     Entity::update_many()
         .col_expr(Column::LeaseUntil, Expr::value(0i64))
-        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::Id.is_in(rows(ids)))
         .exec(db)
         .await?;
     Ok(())
@@ -169,7 +286,7 @@ pub(crate) async fn release<C: ConnectionTrait>(
         .col_expr(Column::AvailableAt, Expr::value(retry_at))
         .col_expr(Column::LeaseUntil, Expr::value(0i64))
         .col_expr(Column::LastError, Expr::value(error))
-        .filter(Column::Id.is_in(ids.iter().copied()))
+        .filter(Column::Id.is_in(rows(ids)))
         .exec(db)
         .await?;
     Ok(())
@@ -199,17 +316,99 @@ pub async fn any_pending<C: ConnectionTrait>(db: &C, target: &str) -> Result<boo
 
 /// The depth and the age of the oldest undelivered message of `target`.
 pub async fn stats<C: ConnectionTrait>(db: &C, target: &str) -> Result<OutboxStats, DbErr> {
-    let (depth, oldest): (i64, Option<i64>) = Entity::find()
+    // SUM over no rows is NULL.
+    let (depth, oldest): (Option<i64>, Option<i64>) = Entity::find()
         .select_only()
-        .column_as(Column::Id.count(), "depth")
+        .column_as(Column::Messages.sum(), "depth")
         .column_as(Column::CreatedAt.min(), "oldest")
         .filter(Column::Target.eq(target))
         .into_tuple()
         .one(db)
         .await?
-        .unwrap_or((0, None));
+        .unwrap_or((None, None));
     Ok(OutboxStats {
-        depth: depth.max(0) as u64,
+        depth: depth.unwrap_or(0).max(0) as u64,
         oldest_created_at: oldest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(target: &'static str, tenant: &str, payload: &[u8]) -> NewMessage {
+        NewMessage {
+            target,
+            tenant_id: tenant.into(),
+            event_id: String::from_utf8_lossy(payload).into_owned(),
+            payload: payload.to_vec(),
+        }
+    }
+
+    #[test]
+    fn packs_keep_each_target_and_tenant_apart_and_in_order() {
+        let messages: Vec<NewMessage> = (0..4 * PACK + 10)
+            .map(|i| {
+                let tenant = if i % 2 == 0 { "t1" } else { "t2" };
+                let target = if i % 5 == 0 { "b" } else { "a" };
+                message(target, tenant, format!("{i}").as_bytes())
+            })
+            .collect();
+        let packs = packs(messages.clone());
+        assert!(packs.iter().all(|p| (1..=PACK).contains(&p.len())));
+        for pack in &packs {
+            assert!(
+                pack.iter()
+                    .all(|m| m.target == pack[0].target && m.tenant_id == pack[0].tenant_id)
+            );
+        }
+        for (target, tenant) in [("a", "t1"), ("a", "t2"), ("b", "t1"), ("b", "t2")] {
+            let written: Vec<&[u8]> = messages
+                .iter()
+                .filter(|m| m.target == target && m.tenant_id == tenant)
+                .map(|m| m.payload.as_slice())
+                .collect();
+            let packed: Vec<&[u8]> = packs
+                .iter()
+                .flatten()
+                .filter(|m| m.target == target && m.tenant_id == tenant)
+                .map(|m| m.payload.as_slice())
+                .collect();
+            assert_eq!(written, packed, "{target}/{tenant} keeps its order");
+        }
+        let a_t1 = packs
+            .iter()
+            .filter(|p| p[0].target == "a" && p[0].tenant_id == "t1")
+            .count();
+        assert_eq!(a_t1, 2, "164 messages of a/t1 take two rows");
+    }
+
+    #[test]
+    fn a_row_gives_back_the_messages_packed_into_it() {
+        let pack: Vec<NewMessage> = [&b""[..], b"x", &[7u8; 300], b"last"]
+            .iter()
+            .map(|p| message("a", "t", p))
+            .collect();
+        let payload = pack_payloads(&pack);
+        let back = unpack_payloads(&payload, 4).unwrap();
+        let sent: Vec<(String, Vec<u8>)> = pack
+            .iter()
+            .map(|m| (m.event_id.clone(), m.payload.clone()))
+            .collect();
+        assert_eq!(back, sent);
+        // One message is stored as it is, as rows written before packing were.
+        assert_eq!(pack_payloads(&pack[2..3]), vec![7u8; 300]);
+    }
+
+    #[test]
+    fn a_packed_row_that_does_not_parse_is_refused() {
+        let pack: Vec<NewMessage> = [b"one", b"two"]
+            .iter()
+            .map(|p| message("a", "t", &p[..]))
+            .collect();
+        let payload = pack_payloads(&pack);
+        assert_eq!(unpack_payloads(&payload[..payload.len() - 1], 2), None);
+        assert_eq!(unpack_payloads(&payload, 3), None, "fewer than counted");
+        assert_eq!(unpack_payloads(&[0xff; 12], 2), None, "no valid length");
+    }
 }

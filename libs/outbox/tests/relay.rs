@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 use clm_outbox::{
@@ -46,6 +46,14 @@ fn backlog(n: usize, tenants: &[&str]) -> Vec<NewMessage> {
     (0..n)
         .map(|i| message(tenants[i % tenants.len()], &format!("e{i:05}")))
         .collect()
+}
+
+/// Writes `messages` one call each, so each is a row of its own: the relay's batching
+/// of rows is under test, not the packing of one call's messages.
+async fn enqueue_each(conn: &DatabaseConnection, messages: Vec<NewMessage>) {
+    for message in messages {
+        enqueue(conn, 1, vec![message]).await.unwrap();
+    }
 }
 
 /// A receiver that dedupes by (tenant, event) like the real ones, counts how often each
@@ -133,15 +141,22 @@ impl Running {
 backend_tests!(
     a_receiver_may_enqueue_more_rows_than_one_statement_can_bind,
     |db| async move {
-        // A 5,000-event ApplyInteractions emits up to two rows per event; SQLite binds at
-        // most 32,766 parameters per statement.
+        // Messages of different tenants take rows of their own: 10,000 messages of 2,000
+        // tenants are 2,000 rows, and SQLite binds at most 32,766 parameters per statement.
         let conn = open(&db).await;
         assert!(!any_pending(&conn, "receiver").await.unwrap());
-        let many = backlog(10_000, &["t1"]);
+        let tenants: Vec<String> = (0..2000).map(|i| format!("t{i}")).collect();
+        let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
+        let many = backlog(10_000, &tenants);
         let txn = conn.begin().await.unwrap();
         enqueue(&txn, 10, many).await.unwrap();
         txn.commit().await.unwrap();
         assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 10_000);
+        let rows = clm_outbox::entity::Entity::find()
+            .count(&conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, 2000);
         assert!(any_pending(&conn, "receiver").await.unwrap());
         assert!(!any_pending(&conn, "elsewhere").await.unwrap());
     }
@@ -174,6 +189,8 @@ backend_tests!(
     a_lost_acknowledgement_is_retried_and_applied_once,
     |db| async move {
         let conn = open(&db).await;
+        // One call: two rows of 60 (one per tenant), each resent whole when its
+        // acknowledgement is lost.
         let events = backlog(120, &["t1", "t2"]);
         enqueue(&conn, 1, events).await.unwrap();
         let receiver = Receiver::default();
@@ -213,7 +230,7 @@ backend_tests!(
     concurrent_relays_never_deliver_a_row_twice,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(&conn, 1, backlog(400, &["t1"])).await.unwrap();
+        enqueue_each(&conn, backlog(400, &["t1"])).await;
         let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
 
         #[derive(Clone)]
@@ -292,7 +309,7 @@ backend_tests!(
     a_failing_receiver_is_probed_once_per_backoff_delay_not_at_every_wake_up,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(&conn, 1, backlog(200, &["t1"])).await.unwrap();
+        enqueue_each(&conn, backlog(200, &["t1"])).await;
         let receiver = Receiver::default();
         *receiver.lose_acks.lock().unwrap() = u32::MAX; // every delivery fails
         let options = RelayOptions {
@@ -338,9 +355,7 @@ backend_tests!(
     a_running_relay_delivers_a_backlog_in_order_and_once_while_claiming_ahead,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(&conn, 1, backlog(600, &["t1", "t2"]))
-            .await
-            .unwrap();
+        enqueue_each(&conn, backlog(600, &["t1", "t2"])).await;
 
         /// Records what arrived, in order; slow enough that the next claim overlaps.
         #[derive(Clone, Default)]
@@ -392,7 +407,7 @@ backend_tests!(
     a_failed_delivery_gives_back_the_rows_claimed_ahead_at_once,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(&conn, 1, backlog(100, &["t1"])).await.unwrap();
+        enqueue_each(&conn, backlog(100, &["t1"])).await;
         let receiver = Receiver::default();
         // The first delivery fails; its rows wait for the backoff (a minute here).
         *receiver.lose_acks.lock().unwrap() = 1;
@@ -423,7 +438,7 @@ backend_tests!(
     a_relay_that_stops_gives_back_the_rows_it_claimed_ahead,
     |db| async move {
         let conn = open(&db).await;
-        enqueue(&conn, 1, backlog(200, &["t1"])).await.unwrap();
+        enqueue_each(&conn, backlog(200, &["t1"])).await;
 
         /// Takes 200 ms per delivery, so a claim ahead is in hand when the relay stops.
         #[derive(Clone, Default)]
@@ -460,5 +475,100 @@ backend_tests!(
         drain(&next).await;
         assert_eq!(slow.0.applied.lock().unwrap().len(), 200);
         assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
+    }
+);
+
+backend_tests!(
+    one_call_s_messages_share_rows_and_arrive_in_order_within_the_batch_size,
+    |db| async move {
+        let conn = open(&db).await;
+        // 250 messages of each tenant in one call: rows of 100, 100 and 50 per tenant.
+        let txn = conn.begin().await.unwrap();
+        enqueue(&txn, 1, backlog(500, &["t1", "t2"])).await.unwrap();
+        txn.commit().await.unwrap();
+        let rows = clm_outbox::entity::Entity::find()
+            .order_by_asc(clm_outbox::entity::Column::Id)
+            .all(&conn)
+            .await
+            .unwrap();
+        let sizes: Vec<(String, i32)> = rows
+            .iter()
+            .map(|r| (r.tenant_id.clone(), r.messages))
+            .collect();
+        let expected: Vec<(String, i32)> = [
+            ("t1", 100),
+            ("t2", 100),
+            ("t1", 100),
+            ("t2", 100),
+            ("t1", 50),
+            ("t2", 50),
+        ]
+        .into_iter()
+        .map(|(t, n)| (t.to_owned(), n))
+        .collect();
+        assert_eq!(sizes, expected);
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 500);
+
+        /// Each delivery's size, and what arrived in order.
+        #[derive(Clone, Default)]
+        struct Log {
+            sizes: Vec<usize>,
+            arrived: Vec<(String, String)>,
+        }
+        #[derive(Clone, Default)]
+        struct Recording(Arc<Mutex<Log>>);
+        #[async_trait::async_trait]
+        impl Deliver for Recording {
+            async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+                let mut log = self.0.lock().unwrap();
+                log.sizes.push(batch.len());
+                for m in batch {
+                    assert_eq!(m.payload, m.event_id.as_bytes(), "each message whole");
+                    log.arrived.push((tenant.to_owned(), m.event_id.clone()));
+                }
+                Ok(())
+            }
+        }
+        let receiver = Recording::default();
+        let relay = Relay::new(
+            conn.clone(),
+            "receiver",
+            receiver.clone(),
+            Wake::new(),
+            RelayOptions {
+                batch_size: 250,
+                ..fast()
+            },
+        );
+        loop {
+            let turn = relay.turn().await.unwrap();
+            if turn.delivered == 0 {
+                break;
+            }
+            assert!(
+                turn.delivered <= 250,
+                "a claim of {} messages",
+                turn.delivered
+            );
+        }
+        let Log {
+            sizes,
+            arrived: log,
+        } = receiver.0.lock().unwrap().clone();
+        assert!(sizes.iter().all(|n| *n <= 250), "deliveries of {sizes:?}");
+        assert_eq!(log.len(), 500, "every message once");
+        for tenant in ["t1", "t2"] {
+            let events: Vec<&String> = log
+                .iter()
+                .filter(|(t, _)| t == tenant)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(events.len(), 250);
+            assert!(
+                events.windows(2).all(|w| w[0] < w[1]),
+                "{tenant}'s messages arrived in the order they were written"
+            );
+        }
+        assert!(!any_pending(&conn, "receiver").await.unwrap());
     }
 );

@@ -442,7 +442,8 @@ backend_tests!(
             .iter()
             .filter(|row| row.target == "scoring")
             .inspect(|row| assert_eq!(row.tenant_id, "default"))
-            .map(|row| ContactEvent::decode(row.payload.as_slice()).unwrap())
+            .flat_map(|row| row.messages().unwrap())
+            .map(|(_, payload)| ContactEvent::decode(payload.as_slice()).unwrap())
             .collect();
         let kinds: Vec<&str> = events
             .iter()
@@ -466,10 +467,11 @@ backend_tests!(
             ]
         );
         let outbox = app.snapshot().await.outbox;
-        let for_analytics = outbox
+        let for_analytics: usize = outbox
             .iter()
             .filter(|row| row.target == "analytics")
-            .count();
+            .map(|row| row.messages as usize)
+            .sum();
         assert_eq!(
             for_analytics,
             events.len(),
