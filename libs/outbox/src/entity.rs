@@ -30,6 +30,13 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
+    /// The receiving service (the `target` column without the format's suffix).
+    pub fn receiver(&self) -> &str {
+        self.target
+            .strip_suffix(crate::store::PACKED)
+            .unwrap_or(&self.target)
+    }
+
     /// The (event id, payload) of each message the row holds, in the order written;
     /// `None` when a packed row does not parse.
     pub fn messages(&self) -> Option<Vec<(String, Vec<u8>)>> {

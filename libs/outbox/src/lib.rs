@@ -13,7 +13,7 @@ mod store;
 
 pub use migration::{CountOutboxMessages, CreateOutboxTable, IndexOutboxById, migrations};
 pub use relay::{Deliver, DeliveryError, Relay, RelayOptions, Turn};
-pub use store::{Message, NewMessage, OutboxStats, PACK, any_pending, enqueue, stats};
+pub use store::{Message, NewMessage, OutboxStats, PACK, PACKED, any_pending, enqueue, stats};
 
 use tokio::sync::watch;
 

@@ -6,6 +6,12 @@
 //! varint (protobuf's length-delimited framing).
 //! One row per message cost every message a row insert, a lease update and a delete in
 //! the sender's database, more row operations than the change that caused it.
+//!
+//! Rows in this format are stored under the target's name with [`PACKED`] appended: a
+//! relay built before packing claims rows by the plain name, and would read a packed row
+//! as one message that does not decode, skip it and delete the row. Rows under the plain
+//! name (written by such a build during a rolling upgrade) hold one message each; a relay
+//! adopts them when no lease holds them, keeping their ids and so their place in line.
 
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
@@ -26,6 +32,15 @@ pub struct NewMessage {
     pub event_id: String,
     /// The encoded message.
     pub payload: Vec<u8>,
+}
+
+/// Appended to a target's name in the `target` column of rows written in the packed
+/// format.
+pub const PACKED: &str = "/packed";
+
+/// The `target` column of `target`'s rows.
+fn packed(target: &str) -> String {
+    format!("{target}{PACKED}")
 }
 
 /// Most messages in one row. Rows are claimed whole, so a claim exceeds the relay's
@@ -68,7 +83,7 @@ pub async fn enqueue<C: ConnectionTrait>(
             let first = &pack[0];
             entity::ActiveModel {
                 id: NotSet,
-                target: Set(first.target.to_owned()),
+                target: Set(packed(first.target)),
                 tenant_id: Set(first.tenant_id.clone()),
                 event_id: Set(first.event_id.clone()),
                 messages: Set(pack.len() as i32),
@@ -159,6 +174,7 @@ pub(crate) async fn claim<C: ConnectionTrait>(
     lease_until: i64,
     limit: u64,
 ) -> Result<Vec<Message>, DbErr> {
+    adopt(db, target, now).await?;
     let backend = db.get_database_backend();
     // Plain SQL: sea-query has no portable UPDATE ... WHERE id IN (SELECT ... SKIP LOCKED)
     // RETURNING, and this runs on every relay turn. On PostgreSQL the ids are picked by an
@@ -198,7 +214,7 @@ pub(crate) async fn claim<C: ConnectionTrait>(
             sql,
             [
                 lease_until.into(),
-                target.into(),
+                packed(target).into(),
                 now.into(),
                 (limit as i64).into(),
             ],
@@ -242,6 +258,35 @@ pub(crate) async fn claim<C: ConnectionTrait>(
         }));
     }
     Ok(messages)
+}
+
+/// Moves `target`'s rows written by a build before packing (one message each, stored as
+/// it is) under the packed name, unless a lease holds them: such a build's relay may be
+/// delivering them. Costs one index probe when there are none.
+async fn adopt<C: ConnectionTrait>(db: &C, target: &str, now: i64) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    let any = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Target.eq(target))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    if any.is_none() {
+        return Ok(());
+    }
+    let adopted = Entity::update_many()
+        .col_expr(Column::Target, Expr::value(packed(target)))
+        .filter(Column::Target.eq(target))
+        .filter(Column::LeaseUntil.lte(now))
+        .exec(db)
+        .await?;
+    tracing::info!(
+        target_service = target,
+        rows = adopted.rows_affected,
+        "outbox rows of an earlier build adopted"
+    );
+    Ok(())
 }
 
 /// Each row id once, for the statements that change rows.
@@ -301,13 +346,13 @@ pub struct OutboxStats {
     pub oldest_created_at: Option<i64>,
 }
 
-/// Whether any message for `target` is undelivered: one index probe, however deep the
-/// backlog (cheap enough to poll while the relays work).
+/// Whether any message for `target` is undelivered: an index probe per format, however
+/// deep the backlog (cheap enough to poll while the relays work).
 pub async fn any_pending<C: ConnectionTrait>(db: &C, target: &str) -> Result<bool, DbErr> {
     Ok(Entity::find()
         .select_only()
         .column(Column::Id)
-        .filter(Column::Target.eq(target))
+        .filter(Column::Target.is_in([target.to_owned(), packed(target)]))
         .into_tuple::<i64>()
         .one(db)
         .await?
@@ -321,7 +366,7 @@ pub async fn stats<C: ConnectionTrait>(db: &C, target: &str) -> Result<OutboxSta
         .select_only()
         .column_as(Column::Messages.sum(), "depth")
         .column_as(Column::CreatedAt.min(), "oldest")
-        .filter(Column::Target.eq(target))
+        .filter(Column::Target.is_in([target.to_owned(), packed(target)]))
         .into_tuple()
         .one(db)
         .await?

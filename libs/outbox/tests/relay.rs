@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, Statement, TransactionTrait,
+};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 use clm_outbox::{
@@ -570,5 +573,86 @@ backend_tests!(
             );
         }
         assert!(!any_pending(&conn, "receiver").await.unwrap());
+    }
+);
+
+backend_tests!(
+    rows_of_a_build_before_packing_are_adopted_in_place_and_packed_rows_hidden_from_it,
+    |db| async move {
+        let conn = open(&db).await;
+        let backend = conn.get_database_backend();
+        // Rows as a build before packing wrote them: the plain target name, one message
+        // each. The second is leased by such a build's relay, delivering it now.
+        let legacy = |event: &str, lease_until: i64| {
+            Statement::from_sql_and_values(
+                backend,
+                if backend == DbBackend::Postgres {
+                    "INSERT INTO outbox (target, tenant_id, event_id, payload, created_at, \
+                     available_at, lease_until) VALUES ('receiver', 't1', $1, $2, 1, 1, $3)"
+                } else {
+                    "INSERT INTO outbox (target, tenant_id, event_id, payload, created_at, \
+                     available_at, lease_until) VALUES ('receiver', 't1', ?1, ?2, 1, 1, ?3)"
+                },
+                [
+                    event.into(),
+                    event.as_bytes().to_vec().into(),
+                    lease_until.into(),
+                ],
+            )
+        };
+        conn.execute_raw(legacy("e00000", 0)).await.unwrap();
+        conn.execute_raw(legacy("e00001", i64::MAX)).await.unwrap();
+        enqueue(
+            &conn,
+            1,
+            vec![message("t1", "e00002"), message("t1", "e00003")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 4);
+
+        // What that build's relay claims: rows under the plain name only, never a packed one.
+        let plain: Vec<String> = clm_outbox::entity::Entity::find()
+            .filter(clm_outbox::entity::Column::Target.eq("receiver"))
+            .order_by_asc(clm_outbox::entity::Column::Id)
+            .all(&conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.event_id)
+            .collect();
+        assert_eq!(plain, ["e00000", "e00001"]);
+
+        let receiver = Receiver::default();
+        let relay = Relay::new(
+            conn.clone(),
+            "receiver",
+            receiver.clone(),
+            Wake::new(),
+            fast(),
+        );
+        drain(&relay).await;
+        let mut applied: Vec<String> = receiver
+            .applied
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|(_, e)| e.clone())
+            .collect();
+        applied.sort();
+        assert_eq!(
+            applied,
+            ["e00000", "e00002", "e00003"],
+            "the unleased earlier row adopted and delivered, the leased one left to its relay"
+        );
+        let left = clm_outbox::entity::Entity::find().all(&conn).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(
+            (left[0].event_id.as_str(), left[0].target.as_str()),
+            ("e00001", "receiver")
+        );
+        assert_eq!(left[0].receiver(), "receiver");
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 1);
+        assert!(any_pending(&conn, "receiver").await.unwrap());
     }
 );

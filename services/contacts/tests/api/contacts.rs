@@ -440,7 +440,7 @@ backend_tests!(
             .await
             .outbox
             .iter()
-            .filter(|row| row.target == "scoring")
+            .filter(|row| row.receiver() == "scoring")
             .inspect(|row| assert_eq!(row.tenant_id, "default"))
             .flat_map(|row| row.messages().unwrap())
             .map(|(_, payload)| ContactEvent::decode(payload.as_slice()).unwrap())
@@ -469,7 +469,7 @@ backend_tests!(
         let outbox = app.snapshot().await.outbox;
         let for_analytics: usize = outbox
             .iter()
-            .filter(|row| row.target == "analytics")
+            .filter(|row| row.receiver() == "analytics")
             .map(|row| row.messages as usize)
             .sum();
         assert_eq!(
