@@ -91,6 +91,59 @@ impl Deliver for Receiver {
     }
 }
 
+/// A receiver that records each delivery's size and what arrived, in order, after
+/// waiting `delay` per delivery (to let the next claim overlap).
+#[derive(Clone, Default)]
+struct Recording {
+    delay: Duration,
+    log: Arc<Mutex<Log>>,
+}
+
+#[derive(Clone, Default)]
+struct Log {
+    sizes: Vec<usize>,
+    arrived: Vec<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl Deliver for Recording {
+    async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+        tokio::time::sleep(self.delay).await;
+        let mut log = self.log.lock().unwrap();
+        log.sizes.push(batch.len());
+        for m in batch {
+            assert_eq!(m.payload, m.event_id.as_bytes(), "each message whole");
+            log.arrived.push((tenant.to_owned(), m.event_id.clone()));
+        }
+        Ok(())
+    }
+}
+
+impl Recording {
+    /// Checks that each of `tenants` got `each` messages, in the order written.
+    fn assert_in_order(&self, tenants: &[&str], each: usize) {
+        let log = self.log.lock().unwrap();
+        assert_eq!(
+            log.arrived.len(),
+            tenants.len() * each,
+            "every message once"
+        );
+        for tenant in tenants {
+            let events: Vec<&String> = log
+                .arrived
+                .iter()
+                .filter(|(t, _)| t == tenant)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(events.len(), each);
+            assert!(
+                events.windows(2).all(|w| w[0] < w[1]),
+                "{tenant}'s messages arrived in the order they were written"
+            );
+        }
+    }
+}
+
 fn fast() -> RelayOptions {
     RelayOptions {
         batch_size: 50,
@@ -100,6 +153,11 @@ fn fast() -> RelayOptions {
         backoff_max: Duration::from_millis(5),
         breaker_threshold: 3,
     }
+}
+
+/// A relay of the "receiver" rows of `conn`, turned by the test.
+fn relay<D: Deliver>(conn: &DatabaseConnection, deliver: D, options: RelayOptions) -> Relay<D> {
+    Relay::new(conn.clone(), "receiver", deliver, Wake::new(), options)
 }
 
 async fn drain(relay: &Relay<Receiver>) {
@@ -198,13 +256,7 @@ backend_tests!(
         enqueue(&conn, 1, events).await.unwrap();
         let receiver = Receiver::default();
         *receiver.lose_acks.lock().unwrap() = 2;
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            Wake::new(),
-            fast(),
-        );
+        let relay = relay(&conn, receiver.clone(), fast());
         drain(&relay).await;
         assert_eq!(
             receiver.applied.lock().unwrap().len(),
@@ -257,13 +309,7 @@ backend_tests!(
 
         let mut tasks = Vec::new();
         for _ in 0..3 {
-            let relay = Relay::new(
-                conn.clone(),
-                "receiver",
-                Counting(counts.clone()),
-                Wake::new(),
-                fast(),
-            );
+            let relay = relay(&conn, Counting(counts.clone()), fast());
             tasks.push(tokio::spawn(async move {
                 loop {
                     let turn = relay.turn().await.unwrap();
@@ -360,24 +406,10 @@ backend_tests!(
         let conn = open(&db).await;
         enqueue_each(&conn, backlog(600, &["t1", "t2"])).await;
 
-        /// Records what arrived, in order; slow enough that the next claim overlaps.
-        #[derive(Clone, Default)]
-        struct Recording(Arc<Mutex<Vec<(String, String)>>>);
-        #[async_trait::async_trait]
-        impl Deliver for Recording {
-            async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
-                tokio::time::sleep(Duration::from_millis(3)).await;
-                let mut log = self.0.lock().unwrap();
-                log.extend(
-                    batch
-                        .iter()
-                        .map(|m| (tenant.to_owned(), m.event_id.clone())),
-                );
-                Ok(())
-            }
-        }
-
-        let receiver = Recording::default();
+        let receiver = Recording {
+            delay: Duration::from_millis(3),
+            ..Recording::default()
+        };
         let running = Running::spawn(&conn, receiver.clone(), fast());
         running.wake.notify();
         tokio::time::timeout(Duration::from_secs(30), async {
@@ -389,20 +421,7 @@ backend_tests!(
         .expect("the backlog drained and every delivered row was removed");
         running.stop().await;
 
-        let log = receiver.0.lock().unwrap().clone();
-        assert_eq!(log.len(), 600, "each row delivered exactly once");
-        for tenant in ["t1", "t2"] {
-            let events: Vec<&String> = log
-                .iter()
-                .filter(|(t, _)| t == tenant)
-                .map(|(_, e)| e)
-                .collect();
-            assert_eq!(events.len(), 300);
-            assert!(
-                events.windows(2).all(|w| w[0] < w[1]),
-                "{tenant}'s rows arrived in the order they were written"
-            );
-        }
+        receiver.assert_in_order(&["t1", "t2"], 300);
     }
 );
 
@@ -468,13 +487,7 @@ backend_tests!(
 
         // A relay started afterwards finds every undelivered row due now: none is held
         // for the minute-long lease of the claim the stopped relay had taken ahead.
-        let next = Relay::new(
-            conn.clone(),
-            "receiver",
-            slow.0.clone(),
-            Wake::new(),
-            fast(),
-        );
+        let next = relay(&conn, slow.0.clone(), fast());
         drain(&next).await;
         assert_eq!(slow.0.applied.lock().unwrap().len(), 200);
         assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
@@ -512,32 +525,10 @@ backend_tests!(
         assert_eq!(sizes, expected);
         assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 500);
 
-        /// Each delivery's size, and what arrived in order.
-        #[derive(Clone, Default)]
-        struct Log {
-            sizes: Vec<usize>,
-            arrived: Vec<(String, String)>,
-        }
-        #[derive(Clone, Default)]
-        struct Recording(Arc<Mutex<Log>>);
-        #[async_trait::async_trait]
-        impl Deliver for Recording {
-            async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
-                let mut log = self.0.lock().unwrap();
-                log.sizes.push(batch.len());
-                for m in batch {
-                    assert_eq!(m.payload, m.event_id.as_bytes(), "each message whole");
-                    log.arrived.push((tenant.to_owned(), m.event_id.clone()));
-                }
-                Ok(())
-            }
-        }
         let receiver = Recording::default();
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
+        let relay = relay(
+            &conn,
             receiver.clone(),
-            Wake::new(),
             RelayOptions {
                 batch_size: 250,
                 ..fast()
@@ -554,24 +545,9 @@ backend_tests!(
                 turn.delivered
             );
         }
-        let Log {
-            sizes,
-            arrived: log,
-        } = receiver.0.lock().unwrap().clone();
+        let sizes = receiver.log.lock().unwrap().sizes.clone();
         assert!(sizes.iter().all(|n| *n <= 250), "deliveries of {sizes:?}");
-        assert_eq!(log.len(), 500, "every message once");
-        for tenant in ["t1", "t2"] {
-            let events: Vec<&String> = log
-                .iter()
-                .filter(|(t, _)| t == tenant)
-                .map(|(_, e)| e)
-                .collect();
-            assert_eq!(events.len(), 250);
-            assert!(
-                events.windows(2).all(|w| w[0] < w[1]),
-                "{tenant}'s messages arrived in the order they were written"
-            );
-        }
+        receiver.assert_in_order(&["t1", "t2"], 250);
         assert!(!any_pending(&conn, "receiver").await.unwrap());
     }
 );
@@ -624,13 +600,7 @@ backend_tests!(
         assert_eq!(plain, ["e00000", "e00001"]);
 
         let receiver = Receiver::default();
-        let relay = Relay::new(
-            conn.clone(),
-            "receiver",
-            receiver.clone(),
-            Wake::new(),
-            fast(),
-        );
+        let relay = relay(&conn, receiver.clone(), fast());
         drain(&relay).await;
         let mut applied: Vec<String> = receiver
             .applied
