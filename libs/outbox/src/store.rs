@@ -163,16 +163,25 @@ pub(crate) fn unpack_payloads(payload: &[u8], messages: usize) -> Option<Vec<(St
     (out.len() == messages).then_some(out)
 }
 
-/// Leases the oldest due rows of `target` until `lease_until`, as many as hold at most
-/// `limit` messages (at least one row), and returns their messages in order. On
-/// PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so relays of several replicas
-/// share the work and never lease the same row twice.
+/// How much one claim may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    /// Rows looked at (and on PostgreSQL locked while the claim runs).
+    pub rows: u64,
+    /// Messages taken, unless the first row alone holds more.
+    pub messages: u64,
+}
+
+/// Leases the oldest due rows of `target` until `lease_until`: of the first `limit.rows`,
+/// as many as hold at most `limit.messages` messages (at least one row), and returns their
+/// messages in order. On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so
+/// relays of several replicas share the work and never lease the same row twice.
 pub(crate) async fn claim<C: ConnectionTrait>(
     db: &C,
     target: &str,
     now: i64,
     lease_until: i64,
-    limit: u64,
+    limit: Limit,
 ) -> Result<Vec<Message>, DbErr> {
     adopt(db, target, now).await?;
     let backend = db.get_database_backend();
@@ -182,9 +191,9 @@ pub(crate) async fn claim<C: ConnectionTrait>(
     // a join the executor may run again (a re-check of a row changed meanwhile), and with
     // SKIP LOCKED each run picks rows the previous one did not, past the limit: a relay
     // once claimed more than the receiver's 5,000 per call and was refused.
-    // Of the first `limit` due rows (enough when each holds one message), those whose
-    // messages up to and including their own number at most `limit`, and the first row
-    // whatever its size. Rows picked and not taken are unlocked when the statement ends.
+    // Of the first `limit.rows` due rows, those whose messages up to and including their
+    // own number at most `limit.messages`, and the first row whatever its size. Rows
+    // picked and not taken are unlocked when the statement ends.
     let sql = match backend {
         DbBackend::Postgres => {
             "WITH picked AS MATERIALIZED (
@@ -194,7 +203,7 @@ pub(crate) async fn claim<C: ConnectionTrait>(
              UPDATE outbox SET lease_until = $1 WHERE id = ANY(ARRAY(
                 SELECT id FROM (
                     SELECT id, messages, sum(messages) OVER (ORDER BY id) AS upto FROM picked
-                ) p WHERE upto <= $4 OR upto = messages))
+                ) p WHERE upto <= $5 OR upto = messages))
              RETURNING id, tenant_id, event_id, payload, traceparent, attempts, messages"
         }
         _ => {
@@ -204,7 +213,7 @@ pub(crate) async fn claim<C: ConnectionTrait>(
                         SELECT id, messages FROM outbox
                         WHERE target = ?2 AND available_at <= ?3 AND lease_until <= ?3
                         ORDER BY id LIMIT ?4)
-                ) WHERE upto <= ?4 OR upto = messages)
+                ) WHERE upto <= ?5 OR upto = messages)
              RETURNING id, tenant_id, event_id, payload, traceparent, attempts, messages"
         }
     };
@@ -216,7 +225,8 @@ pub(crate) async fn claim<C: ConnectionTrait>(
                 lease_until.into(),
                 packed(target).into(),
                 now.into(),
-                (limit as i64).into(),
+                (limit.rows as i64).into(),
+                (limit.messages as i64).into(),
             ],
         ))
         .await?;

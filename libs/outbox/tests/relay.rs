@@ -626,3 +626,37 @@ backend_tests!(
         assert!(any_pending(&conn, "receiver").await.unwrap());
     }
 );
+
+backend_tests!(
+    a_backlog_of_packed_rows_then_single_messages_drains_in_order_in_batches_of_the_limit,
+    |db| async move {
+        // Claims look at as many rows as the last claim's messages per row call for:
+        // few over packed rows, many again once rows hold one message each.
+        let conn = open(&db).await;
+        enqueue(&conn, 1, backlog(1000, &["t1"])).await.unwrap();
+        let singles: Vec<NewMessage> = (1000..1300)
+            .map(|i| message("t1", &format!("e{i:05}")))
+            .collect();
+        enqueue_each(&conn, singles).await;
+        let receiver = Recording::default();
+        let relay = relay(
+            &conn,
+            receiver.clone(),
+            RelayOptions {
+                batch_size: 250,
+                ..fast()
+            },
+        );
+        let mut turns = 0;
+        while relay.turn().await.unwrap().delivered > 0 {
+            turns += 1;
+        }
+        receiver.assert_in_order(&["t1"], 1300);
+        let sizes = receiver.log.lock().unwrap().sizes.clone();
+        assert!(sizes.iter().all(|n| *n <= 250), "deliveries of {sizes:?}");
+        assert!(
+            turns <= 12,
+            "1,300 messages in batches near 250, not row by row: {turns} turns ({sizes:?})"
+        );
+    }
+);
