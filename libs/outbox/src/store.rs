@@ -3,8 +3,9 @@
 //! A row holds up to [`PACK`] messages of one target and tenant, written by one
 //! transaction: a row of one message stores it as it is, a row of several stores them
 //! back to back, each as its event id and its payload, both after their length as a
-//! varint (protobuf's length-delimited framing). One row per message cost every message a row insert, a lease update and a delete in
-//! the sender's database, more row operations than the change that caused it.
+//! varint (protobuf's length-delimited framing). One row per message cost every message
+//! a row insert, a lease update and a delete in the sender's database, more row
+//! operations than the change that caused it.
 //!
 //! Rows in this format are stored under the target's name with [`PACKED`] appended: a
 //! relay built before packing claims rows by the plain name, and would read a packed row
