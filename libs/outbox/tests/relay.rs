@@ -160,6 +160,40 @@ fn relay<D: Deliver>(conn: &DatabaseConnection, deliver: D, options: RelayOption
     Relay::new(conn.clone(), "receiver", deliver, Wake::new(), options)
 }
 
+/// Drains `conn` turn by turn with a relay of at most `limit` messages per claim into a
+/// [`Recording`], checking every claim and delivery keeps to it; returns the recording
+/// and the number of turns that delivered.
+async fn drain_in_batches_of(conn: &DatabaseConnection, limit: u64) -> (Recording, usize) {
+    let receiver = Recording::default();
+    let relay = relay(
+        conn,
+        receiver.clone(),
+        RelayOptions {
+            batch_size: limit,
+            ..fast()
+        },
+    );
+    let mut turns = 0;
+    loop {
+        let turn = relay.turn().await.unwrap();
+        if turn.delivered == 0 {
+            break;
+        }
+        assert!(
+            turn.delivered as u64 <= limit,
+            "a claim of {} messages",
+            turn.delivered
+        );
+        turns += 1;
+    }
+    let sizes = receiver.log.lock().unwrap().sizes.clone();
+    assert!(
+        sizes.iter().all(|n| *n as u64 <= limit),
+        "deliveries of {sizes:?}"
+    );
+    (receiver, turns)
+}
+
 async fn drain(relay: &Relay<Receiver>) {
     for _ in 0..1000 {
         let turn = relay.turn().await.unwrap();
@@ -525,28 +559,7 @@ backend_tests!(
         assert_eq!(sizes, expected);
         assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 500);
 
-        let receiver = Recording::default();
-        let relay = relay(
-            &conn,
-            receiver.clone(),
-            RelayOptions {
-                batch_size: 250,
-                ..fast()
-            },
-        );
-        loop {
-            let turn = relay.turn().await.unwrap();
-            if turn.delivered == 0 {
-                break;
-            }
-            assert!(
-                turn.delivered <= 250,
-                "a claim of {} messages",
-                turn.delivered
-            );
-        }
-        let sizes = receiver.log.lock().unwrap().sizes.clone();
-        assert!(sizes.iter().all(|n| *n <= 250), "deliveries of {sizes:?}");
+        let (receiver, _) = drain_in_batches_of(&conn, 250).await;
         receiver.assert_in_order(&["t1", "t2"], 250);
         assert!(!any_pending(&conn, "receiver").await.unwrap());
     }
@@ -638,22 +651,9 @@ backend_tests!(
             .map(|i| message("t1", &format!("e{i:05}")))
             .collect();
         enqueue_each(&conn, singles).await;
-        let receiver = Recording::default();
-        let relay = relay(
-            &conn,
-            receiver.clone(),
-            RelayOptions {
-                batch_size: 250,
-                ..fast()
-            },
-        );
-        let mut turns = 0;
-        while relay.turn().await.unwrap().delivered > 0 {
-            turns += 1;
-        }
+        let (receiver, turns) = drain_in_batches_of(&conn, 250).await;
         receiver.assert_in_order(&["t1"], 1300);
         let sizes = receiver.log.lock().unwrap().sizes.clone();
-        assert!(sizes.iter().all(|n| *n <= 250), "deliveries of {sizes:?}");
         assert!(
             turns <= 12,
             "1,300 messages in batches near 250, not row by row: {turns} turns ({sizes:?})"
