@@ -40,9 +40,6 @@ impl Model {
     /// The (event id, payload) of each message the row holds, in the order written;
     /// `None` when a packed row does not parse.
     pub fn messages(&self) -> Option<Vec<(String, Vec<u8>)>> {
-        if self.messages <= 1 {
-            return Some(vec![(self.event_id.clone(), self.payload.clone())]);
-        }
-        crate::store::unpack_payloads(&self.payload, self.messages as usize)
+        crate::store::row_messages(&self.event_id, self.payload.clone(), self.messages).ok()
     }
 }

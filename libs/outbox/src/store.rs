@@ -145,9 +145,23 @@ fn pack_payloads(pack: &[NewMessage]) -> Vec<u8> {
     out
 }
 
+/// The (event id, payload) of each of a row's `messages`: a row of one holds it as it
+/// is. A packed row that does not parse (possible only through corruption) gives its
+/// payload back as the error.
+pub(crate) fn row_messages(
+    event_id: &str,
+    payload: Vec<u8>,
+    messages: i32,
+) -> Result<Vec<(String, Vec<u8>)>, Vec<u8>> {
+    if messages <= 1 {
+        return Ok(vec![(event_id.to_owned(), payload)]);
+    }
+    unpack_payloads(&payload, messages as usize).ok_or(payload)
+}
+
 /// The (event id, payload) of each of a packed row's `messages`; `None` when it does not
-/// parse (possible only through corruption).
-pub(crate) fn unpack_payloads(payload: &[u8], messages: usize) -> Option<Vec<(String, Vec<u8>)>> {
+/// parse.
+fn unpack_payloads(payload: &[u8], messages: usize) -> Option<Vec<(String, Vec<u8>)>> {
     fn part<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
         let len = usize::try_from(prost::encoding::decode_varint(rest).ok()?).ok()?;
         let (part, tail) = rest.split_at_checked(len)?;
@@ -250,16 +264,15 @@ pub(crate) async fn claim<C: ConnectionTrait>(
     claimed.sort_by_key(|(m, _, _)| m.id);
     let mut messages = Vec::new();
     for (row, count, payload) in claimed {
-        if count <= 1 {
-            messages.push(Message { payload, ..row });
-            continue;
-        }
-        let Some(unpacked) = unpack_payloads(&payload, count as usize) else {
-            // Passed on whole: the receiver's decoding logs it and skips it, and the row
-            // is removed with its batch rather than claimed forever.
-            tracing::error!(outbox_id = row.id, "outbox row whose messages do not parse");
-            messages.push(Message { payload, ..row });
-            continue;
+        let unpacked = match row_messages(&row.event_id, payload, count) {
+            Ok(unpacked) => unpacked,
+            Err(payload) => {
+                // Passed on whole: the receiver's decoding logs it and skips it, and the
+                // row is removed with its batch rather than claimed forever.
+                tracing::error!(outbox_id = row.id, "outbox row whose messages do not parse");
+                messages.push(Message { payload, ..row });
+                continue;
+            }
         };
         messages.extend(unpacked.into_iter().map(|(event_id, payload)| Message {
             event_id,
