@@ -11,11 +11,9 @@ use clm_outbox::RelayOptions;
 use clm_runtime::Shutdown;
 use clm_testkit::{Backend, TestDatabase};
 
-/// A free loopback address (bound, then released, for a service started later).
+/// A free loopback address for a service started later ([`clm_testkit::free_port`]).
 pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
+    SocketAddr::from(([127, 0, 0, 1], clm_testkit::free_port()))
 }
 
 /// Relay pacing for tests: quick retries so a service that comes back is found fast.

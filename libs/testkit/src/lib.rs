@@ -206,10 +206,7 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            let port = free_port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
@@ -287,6 +284,31 @@ impl Drop for RedisCluster {
 /// other's keys.
 pub fn unique_prefix() -> String {
     format!("clmtest-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A loopback port that was free a moment ago, for a server started later (a child
+/// process, or a service that must be down at first).
+///
+/// Chosen below the kernel's ephemeral range: a port the system hands out for `:0` binds
+/// and outgoing connections can be taken by another test in the moment between this
+/// check and the server's bind (it happened: `AddrInUse`), a port below that range only
+/// by another explicit bind.
+pub fn free_port() -> u16 {
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lowest = 10_000.min(ephemeral_from / 2);
+    let span = u64::from(ephemeral_from - lowest);
+    // RandomState is seeded afresh per process: tests in other processes pick elsewhere.
+    let random = std::hash::RandomState::new();
+    for attempt in 0..1000u32 {
+        let port = lowest + (std::hash::BuildHasher::hash_one(&random, attempt) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_from}");
 }
 
 /// A file of the test fixtures (test-only keys and certificates; see `fixtures/README.md`).

@@ -10,11 +10,4 @@ mod up;
 
 const CLM: &str = env!("CARGO_BIN_EXE_clm");
 
-/// A free loopback port (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use clm_testkit::free_port;

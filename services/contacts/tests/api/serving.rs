@@ -209,13 +209,10 @@ backend_tests!(
     relay_retries_are_counted_while_scoring_is_down,
     |db| async move {
         // Nothing listens at the scoring address: every delivery fails and is retried.
-        let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let nowhere = format!("127.0.0.1:{}", clm_testkit::free_port());
         let app = TestApp::spawn_with(db, |c| {
             c.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-            c.scoring_addr = Some(nowhere.to_string());
+            c.scoring_addr = Some(nowhere);
             c.relay.backoff_base = Duration::from_millis(10);
             c.relay.backoff_max = Duration::from_millis(50);
         })
