@@ -190,13 +190,19 @@ backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     })
     .await;
     let scoring_db = clm_store::connect("scoring", db.location()).await.unwrap();
-    use clm_scoring::store::entities::{applied_event, ledger};
+    use clm_scoring::store::entities::{applied_event, history, ledger};
+    assert_eq!(
+        history::Entity::find().count(&scoring_db).await.unwrap(),
+        1000,
+        "each interaction recorded by its history row"
+    );
     assert_eq!(
         applied_event::Entity::find()
             .count(&scoring_db)
             .await
             .unwrap(),
-        1010
+        10,
+        "each creation recorded by its id"
     );
     assert_eq!(
         ledger::Entity::find().count(&scoring_db).await.unwrap(),

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Statement, TryInsertResult,
@@ -112,22 +112,8 @@ impl Store {
             return Ok(outcome);
         }
         let txn = clm_store::begin_write(&self.db).await?;
-        let inserted =
-            applied_event::Entity::insert_many(fresh.iter().map(|e| applied_event::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                event_id: Set(e.event_id.clone()),
-                applied_at: Set(now),
-            }))
-            .on_conflict_do_nothing_on([
-                applied_event::Column::TenantId,
-                applied_event::Column::EventId,
-            ])
-            .exec_with_returning_keys(&txn)
-            .await?;
-        let new_ids: HashSet<String> = match inserted {
-            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
-            _ => HashSet::new(),
-        };
+        let mut redirects = load_tombstones(&txn, tenant, &fresh).await?;
+        let new_ids = record_event_ids(&txn, tenant, &fresh, &redirects, now).await?;
         outcome.duplicates += (fresh.len() - new_ids.len()) as u64;
         outcome.applied = new_ids.len() as u64;
         let events: Vec<Event> = fresh
@@ -135,7 +121,6 @@ impl Store {
             .filter(|e| new_ids.contains(&e.event_id))
             .collect();
 
-        let mut redirects = load_tombstones(&txn, tenant, &events).await?;
         let mut touched: BTreeMap<String, String> = BTreeMap::new();
         let mut fresh = Fresh::default();
         let mut pending = Pending::default();
@@ -172,14 +157,6 @@ impl Store {
                             fresh.add(&model.id, &contact, entry);
                         }
                     }
-                    pending.history.push(history::ActiveModel {
-                        tenant_id: Set(tenant.to_owned()),
-                        event_id: Set(event.event_id.clone()),
-                        contact_id: Set(contact.clone()),
-                        kind: Set(kind),
-                        occurred_at: Set(event.occurred_at),
-                        properties: Set(json_map(&properties)),
-                    });
                     touched.insert(contact, event.event_id);
                 }
                 EventKind::Upserted { attributes } => {
@@ -224,7 +201,7 @@ impl Store {
                         &contact,
                         event.occurred_at,
                     ));
-                    erase(&txn, tenant, &contact).await?;
+                    erase(&txn, tenant, &contact, now).await?;
                     redirects.insert(contact.clone(), None);
                     touched.remove(&contact);
                     for model in models {
@@ -319,22 +296,81 @@ impl Fresh {
     }
 }
 
-/// History and ledger rows gathered between events that must see them.
+/// Records the call's events and returns the ids of those not applied before.
+///
+/// An interaction of a contact that is not erased is recorded by its history row, keyed
+/// by its event id like `applied_events`: one row per interaction instead of two. Every
+/// other event (and an interaction of an erased contact, which keeps no history) is
+/// recorded by its id alone. Interactions applied by a build that recorded every id in
+/// `applied_events` also have their history row (or, when their contact has been erased
+/// since, their id), so they stay duplicates.
+async fn record_event_ids(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    events: &[Event],
+    redirects: &Redirects,
+    now: Micros,
+) -> Result<HashSet<String>, ScoringError> {
+    let mut histories = Vec::new();
+    let mut others = Vec::new();
+    for event in events {
+        // Contacts merged or erased later in this call take their rows with them there.
+        match (&event.kind, resolve(redirects, &event.contact_id)) {
+            (
+                EventKind::Interaction {
+                    kind, properties, ..
+                },
+                Some(contact),
+            ) => histories.push(history::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(event.event_id.clone()),
+                contact_id: Set(contact),
+                kind: Set(kind.clone()),
+                occurred_at: Set(event.occurred_at),
+                properties: Set(json_map(properties)),
+            }),
+            _ => others.push(applied_event::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(event.event_id.clone()),
+                applied_at: Set(now),
+            }),
+        }
+    }
+    let mut new_ids = HashSet::with_capacity(events.len());
+    // SQLite binds at most 32,766 parameters per statement; 6 columns x 1,000 rows fits.
+    for chunk in histories.chunks(1000) {
+        let inserted = history::Entity::insert_many(chunk.to_vec())
+            .on_conflict_do_nothing_on([history::Column::TenantId, history::Column::EventId])
+            .exec_with_returning_keys(txn)
+            .await?;
+        if let TryInsertResult::Inserted(keys) = inserted {
+            new_ids.extend(keys.into_iter().map(|(_, id)| id));
+        }
+    }
+    for chunk in others.chunks(1000) {
+        let inserted = applied_event::Entity::insert_many(chunk.to_vec())
+            .on_conflict_do_nothing_on([
+                applied_event::Column::TenantId,
+                applied_event::Column::EventId,
+            ])
+            .exec_with_returning_keys(txn)
+            .await?;
+        if let TryInsertResult::Inserted(keys) = inserted {
+            new_ids.extend(keys.into_iter().map(|(_, id)| id));
+        }
+    }
+    Ok(new_ids)
+}
+
+/// Ledger rows gathered between events that must see them.
 #[derive(Default)]
 struct Pending {
-    history: Vec<history::ActiveModel>,
     ledger: Vec<ledger::ActiveModel>,
 }
 
 impl Pending {
     async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), ScoringError> {
         // SQLite binds at most 32,766 parameters per statement; 8 columns x 1,000 rows fits.
-        for chunk in std::mem::take(&mut self.history).chunks(1000) {
-            history::Entity::insert_many(chunk.to_vec())
-                .on_conflict_do_nothing_on([history::Column::TenantId, history::Column::EventId])
-                .exec_without_returning(txn)
-                .await?;
-        }
         for chunk in std::mem::take(&mut self.ledger).chunks(1000) {
             ledger::Entity::insert_many(chunk.to_vec())
                 .on_conflict_do_nothing()
@@ -467,8 +503,42 @@ async fn merge(
     tombstone(txn, tenant, duplicate, Some(survivor)).await
 }
 
-/// Removes every trace of an erased contact.
-async fn erase(txn: &DatabaseTransaction, tenant: &str, contact: &str) -> Result<(), ScoringError> {
+/// Removes every trace of an erased contact. The ids of its interactions, recorded by
+/// their history rows until now, stay recorded (an id says nothing about the person), so
+/// a repeated delivery of one still counts as a duplicate.
+async fn erase(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact: &str,
+    now: Micros,
+) -> Result<(), ScoringError> {
+    let mut keep_ids = Query::insert();
+    keep_ids
+        .into_table(applied_event::Entity)
+        .columns([
+            applied_event::Column::TenantId,
+            applied_event::Column::EventId,
+            applied_event::Column::AppliedAt,
+        ])
+        .select_from(
+            Query::select()
+                .columns([history::Column::TenantId, history::Column::EventId])
+                .expr(Expr::value(now))
+                .from(history::Entity)
+                .and_where(history::Column::TenantId.eq(tenant))
+                .and_where(history::Column::ContactId.eq(contact))
+                .to_owned(),
+        )
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
+        .on_conflict(
+            OnConflict::columns([
+                applied_event::Column::TenantId,
+                applied_event::Column::EventId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        );
+    txn.execute(&keep_ids).await?;
     remove_contact_rows(txn, tenant, contact, true).await?;
     tombstone(txn, tenant, contact, None).await
 }

@@ -391,13 +391,13 @@ backend_tests!(
 
 backend_tests!(merges_and_erasures_follow_the_contact, |db| async move {
     let app = TestApp::spawn(db).await;
-    app.apply(vec![
+    let first = vec![
         interaction("a1", "survivor", "demo_request", T0),
         interaction("b1", "duplicate", "trial_started", T0),
         interaction("x1", "erased", "demo_request", T0),
-    ])
-    .await;
-    app.apply(vec![
+    ];
+    app.apply(first.clone()).await;
+    let second = vec![
         common::ContactEvent {
             event_id: "m1".into(),
             contact_id: "survivor".into(),
@@ -416,8 +416,8 @@ backend_tests!(merges_and_erasures_follow_the_contact, |db| async move {
                 common::ContactErased {},
             )),
         },
-    ])
-    .await;
+    ];
+    app.apply(second.clone()).await;
     assert!(
         close(app.score("survivor").await.total, 55.0),
         "the duplicate's points moved"
@@ -426,15 +426,50 @@ backend_tests!(merges_and_erasures_follow_the_contact, |db| async move {
     assert!(close(app.score("erased").await.total, 0.0));
     // Late events: for the duplicate they land on the survivor; for the erased contact
     // they are dropped.
-    app.apply(vec![
+    let third = vec![
         interaction("b2", "duplicate", "form_submit", T0),
         interaction("x2", "erased", "form_submit", T0),
-    ])
-    .await;
+    ];
+    app.apply(third.clone()).await;
     assert!(close(app.score("survivor").await.total, 65.0));
     assert!(close(app.score("erased").await.total, 0.0));
     assert_eq!(app.ledger_rows().await, 3);
+
+    // Every event delivered again, its contact merged or erased since: each is known.
+    let all: Vec<common::ContactEvent> = [first, second, third].concat();
+    let again = app.apply(all.clone()).await;
+    assert_eq!((again.applied, again.duplicates), (0, all.len() as u64));
+    assert!(close(app.score("survivor").await.total, 65.0));
+    assert_eq!(app.ledger_rows().await, 3);
 });
+
+backend_tests!(
+    an_interaction_of_a_contact_erased_in_the_same_call_stays_known,
+    |db| async move {
+        let app = TestApp::spawn(db).await;
+        let erased = common::ContactEvent {
+            event_id: "z".into(),
+            contact_id: "c1".into(),
+            occurred_at: Some(ts(T0)),
+            kind: Some(common::contact_event::Kind::Erased(
+                common::ContactErased {},
+            )),
+        };
+        let call = vec![
+            interaction("before", "c1", "demo_request", T0),
+            erased,
+            interaction("after", "c1", "demo_request", T0),
+            interaction("other", "c2", "demo_request", T0),
+        ];
+        let first = app.apply(call.clone()).await;
+        assert_eq!((first.applied, first.duplicates), (4, 0));
+        assert!(close(app.score("c1").await.total, 0.0));
+        assert_eq!(app.ledger_rows().await, 1, "only c2's interaction counts");
+        let again = app.apply(call).await;
+        assert_eq!((again.applied, again.duplicates), (0, 4));
+        assert_eq!(app.ledger_rows().await, 1);
+    }
+);
 
 backend_tests!(batches_of_scores_keep_request_order, |db| async move {
     let app = TestApp::spawn(db).await;
