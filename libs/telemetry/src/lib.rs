@@ -62,8 +62,11 @@ pub fn init(default_service_name: &str) -> Result<TelemetryGuard, TelemetryError
             .with_filter(log_filter)
             .boxed()
     } else {
+        // Colours only on a terminal: a log file or journald would keep the escape codes,
+        // and writing them is work on every span a request opens.
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_filter(log_filter)
             .boxed()
     };

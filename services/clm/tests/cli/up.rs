@@ -519,6 +519,36 @@ fn a_public_address_without_auth_is_refused() {
     assert!(stderr.contains("--insecure"), "{stderr}");
 }
 
+#[test]
+fn logs_written_to_a_file_carry_no_terminal_colours() {
+    let dir = std::env::temp_dir().join(format!("clm-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("analytics.log");
+    let mut child = Command::new(CLM)
+        .args(["serve", "analytics", "--listen", "127.0.0.1:0"])
+        .env("CLM_DATA_DIR", &dir)
+        .env("CLM_ADMIN_BASE_PORT", "0")
+        .env("RUST_LOG", "info")
+        .env_remove("CLM_LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("ready") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(log.contains("analytics ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "plain text: {log:?}");
+}
+
 /// The demo's summary table as row name to (stored, already there, rejected).
 fn counts(table: &str) -> std::collections::HashMap<String, [u64; 3]> {
     table
