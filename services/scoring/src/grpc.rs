@@ -317,8 +317,10 @@ impl ScoringService for ScoringApi {
         if request.contact_ids.is_empty() || request.contact_ids.len() > MAX_BATCH_IDS {
             return Err(Error::invalid_field("contact_ids", "must hold 1 to 1000 ids").into());
         }
-        for (i, id) in request.contact_ids.iter().enumerate() {
-            require_id(id, &format!("contact_ids[{i}]"))?;
+        // The field is named (an allocation) only for the first id that fails, not for each.
+        let ids = &request.contact_ids;
+        if let Some(i) = ids.iter().position(|id| require_id(id, "").is_err()) {
+            require_id(&ids[i], &format!("contact_ids[{i}]"))?;
         }
         let loaded = self
             .models

@@ -513,6 +513,19 @@ backend_tests!(batches_of_scores_keep_request_order, |db| async move {
         violated_fields(&expect_code(too_many, Code::InvalidArgument))
             .contains(&"contact_ids".to_owned())
     );
+    let bad_ids = app
+        .client
+        .clone()
+        .batch_get_scores(pb::BatchGetScoresRequest {
+            contact_ids: vec!["c1".into(), "c2".into(), String::new(), "x".repeat(65)],
+            model_id: String::new(),
+        })
+        .await;
+    assert_eq!(
+        violated_fields(&expect_code(bad_ids, Code::InvalidArgument)),
+        ["contact_ids[2]"],
+        "the first bad id is named by its position"
+    );
     let unknown_model = app
         .client
         .clone()
