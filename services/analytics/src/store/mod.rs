@@ -9,6 +9,8 @@ mod reads;
 mod stage_rollup;
 mod timelines;
 
+use std::sync::Arc;
+
 use sea_orm::DatabaseConnection;
 
 pub use ingest::{ContactFact, Ingested, TransitionFact};
@@ -20,12 +22,21 @@ pub use timelines::Timeline;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where funnel timelines split into halves, per (tenant, entry type): see
+    /// [`timelines`].
+    pivots: moka::sync::Cache<(String, String), Arc<str>>,
 }
+
+/// Most (tenant, entry type) pivots kept.
+const PIVOTS: u64 = 10_000;
 
 impl Store {
     /// A store over an open, migrated connection.
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self {
+            db,
+            pivots: moka::sync::Cache::new(PIVOTS),
+        }
     }
 
     /// The connection.

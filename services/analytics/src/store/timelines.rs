@@ -7,6 +7,15 @@
 //! each half of the contacts as one text value; the two halves are read at once, on two
 //! connections. A half's text grows by ~60 bytes and ~15 per event for each contact it
 //! holds; both databases cap a text at about 1 GB, some ten million such contacts a half.
+//!
+//! The halves split the contacts' ids at a pivot: the median id of the contacts the last
+//! such funnel returned (kept per tenant and entry type). Any pivot splits correctly, only
+//! the balance depends on it; the first funnel, with none known, reads everything in one
+//! half. The split used to be by the parity of the id's last character: two function
+//! calls for each of the ~30,000 events of the demo's funnel, where a comparison of bytes
+//! now serves (7 % less CPU time per funnel on SQLite; on PostgreSQL no change measured).
+
+use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
@@ -35,14 +44,18 @@ impl Store {
         later: &[(&str, u16)],
         range: (i64, i64),
     ) -> Result<Vec<Timeline>, DbErr> {
-        // Two halves at once, on two connections: split by the parity of the code of the
-        // last character of the contact's id, which spreads generated and numbered ids alike.
+        // Two halves at once, on two connections, split at the pivot.
+        let key = (tenant.to_owned(), entry.to_owned());
+        let pivot = self.pivots.get(&key).unwrap_or_else(|| Arc::from(""));
         let (first, second) = tokio::try_join!(
-            self.timelines_half(tenant, entry, later, range, 0),
-            self.timelines_half(tenant, entry, later, range, 1),
+            self.timelines_half(tenant, entry, later, range, (&pivot, Half::Below)),
+            self.timelines_half(tenant, entry, later, range, (&pivot, Half::From)),
         )?;
         let mut out = first;
         out.extend(second);
+        if let Some(median) = median_id(&out) {
+            self.pivots.insert(key, median);
+        }
         // `end` is applied here: in SQL it could lead SQLite's planner to the by-time index.
         out.retain(|t| t.entry_at < end);
         Ok(out)
@@ -54,7 +67,7 @@ impl Store {
         entry: &str,
         later: &[(&str, u16)],
         (start, until): (i64, i64),
-        half: i32,
+        (pivot, half): (&str, Half),
     ) -> Result<Vec<Timeline>, DbErr> {
         let backend = self.db.get_database_backend();
         let values: Vec<Value> = [
@@ -62,7 +75,7 @@ impl Store {
             entry.into(),
             start.into(),
             until.into(),
-            half.into(),
+            pivot.into(),
         ]
         .into_iter()
         .chain(
@@ -75,7 +88,7 @@ impl Store {
             .db
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
-                timelines_sql(backend, later.len()),
+                timelines_sql(backend, later.len(), half),
                 values,
             ))
             .await?;
@@ -85,6 +98,25 @@ impl Store {
         };
         text.map_or(Ok(Vec::new()), |text| parse(&text))
     }
+}
+
+/// Which side of the pivot a half reads.
+#[derive(Debug, Clone, Copy)]
+enum Half {
+    /// Ids before the pivot.
+    Below,
+    /// The pivot and the ids after it.
+    From,
+}
+
+/// The middle contact id of `timelines` (in byte order, as both halves compare), or
+/// `None` when there is none.
+fn median_id(timelines: &[Timeline]) -> Option<Arc<str>> {
+    let mut ids: Vec<&str> = timelines.iter().map(|t| t.contact_id.as_str()).collect();
+    let middle = ids.len() / 2;
+    ids.get(middle)?;
+    let (_, median, _) = ids.select_nth_unstable(middle);
+    Some(Arc::from(*median))
 }
 
 /// What the query says differently on each backend.
@@ -97,31 +129,38 @@ struct Dialect {
     materialized: &'static str,
     /// The aggregate joining texts.
     concat: &'static str,
-    /// The code of the last character of `contact_id`.
-    last_char: &'static str,
+    /// `contact_id` compared byte by byte (PostgreSQL's default collation may not).
+    id_bytes: &'static str,
     /// The length of `t.contact_id` in bytes.
     bytes: &'static str,
     /// The entries' table; SQLite picks its primary key, then reads the row for the
     /// instant, unless pointed at the covering index.
     entries: &'static str,
+    /// The facts' table; with a range on `contact_id` SQLite reads every fact of the
+    /// tenant through the by-contact index (3 s for the demo's funnel) unless pointed at
+    /// the by-type one. PostgreSQL compares the ids in the "C" collation, which no index
+    /// of the facts holds.
+    facts: &'static str,
 }
 
 const POSTGRES: Dialect = Dialect {
     placeholder: '$',
     materialized: "",
     concat: "string_agg",
-    last_char: "ascii(right(contact_id, 1))",
+    id_bytes: "contact_id COLLATE \"C\"",
     bytes: "octet_length(t.contact_id)",
     entries: "first_events f",
+    facts: "interaction_facts",
 };
 
 const SQLITE: Dialect = Dialect {
     placeholder: '?',
     materialized: "MATERIALIZED ",
     concat: "group_concat",
-    last_char: "COALESCE(unicode(substr(contact_id, -1)), 0)",
+    id_bytes: "contact_id",
     bytes: "length(CAST(t.contact_id AS BLOB))",
     entries: "first_events f INDEXED BY first_events_covering",
+    facts: "interaction_facts INDEXED BY facts_by_kind_with_id",
 };
 
 /// One query: the later steps' events of one half of the contacts, read from the by-kind
@@ -129,15 +168,15 @@ const SQLITE: Dialect = Dialect {
 /// per contact `<id's length in bytes> <entry> <instant>/<code>,... <id>`, back to back
 /// (the length makes any id safe to carry). `CROSS JOIN` makes SQLite look each contact's
 /// entry up rather than scan every entry of the type.
-fn timelines_sql(backend: DbBackend, later: usize) -> String {
+fn timelines_sql(backend: DbBackend, later: usize, half: Half) -> String {
     let d = if backend == DbBackend::Postgres {
         &POSTGRES
     } else {
         &SQLITE
     };
     let p = |n: usize| format!("{}{n}", d.placeholder);
-    // Parameters: 1 tenant, 2 entry type, 3 start, 4 until, 5 the half (0 or 1), then
-    // (type, code) pairs.
+    // Parameters: 1 tenant, 2 entry type, 3 start, 4 until, 5 the pivot, then (type, code)
+    // pairs.
     let kinds: Vec<String> = (0..later).map(|i| p(6 + 2 * i)).collect();
     let codes: String = (0..later)
         .map(|i| format!(" WHEN {} THEN {}", p(6 + 2 * i), p(7 + 2 * i)))
@@ -145,10 +184,10 @@ fn timelines_sql(backend: DbBackend, later: usize) -> String {
     format!(
         "WITH later AS {materialized}(\
            SELECT contact_id, occurred_at, CASE kind{codes} END AS code \
-           FROM interaction_facts \
+           FROM {facts} \
            WHERE tenant_id = {tenant} AND kind IN ({kinds}) \
              AND occurred_at >= {start} AND occurred_at < {until} \
-             AND {last_char} % 2 = {half}), \
+             AND {id_bytes} {side} {pivot}), \
          timelines AS (\
            SELECT contact_id, {concat}(\
              CAST(occurred_at AS TEXT) || '/' || CAST(code AS TEXT), ',') AS events \
@@ -160,14 +199,19 @@ fn timelines_sql(backend: DbBackend, later: usize) -> String {
          WHERE f.tenant_id = {tenant} AND f.kind = {entry} AND f.contact_id = t.contact_id",
         materialized = d.materialized,
         concat = d.concat,
-        last_char = d.last_char,
+        id_bytes = d.id_bytes,
+        side = match half {
+            Half::Below => "<",
+            Half::From => ">=",
+        },
         bytes = d.bytes,
         entries = d.entries,
+        facts = d.facts,
         tenant = p(1),
         entry = p(2),
         start = p(3),
         until = p(4),
-        half = p(5),
+        pivot = p(5),
         kinds = kinds.join(", "),
     )
 }
