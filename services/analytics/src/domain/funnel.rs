@@ -59,10 +59,9 @@ fn progress<K: Copy + PartialEq>(
     };
     let start = events[entry].0;
     let deadline = start.saturating_add(window);
-    let after: Vec<&(Micros, K)> = events[entry + 1..]
-        .iter()
-        .take_while(|(t, _)| *t <= deadline)
-        .collect();
+    // Events are sorted: those inside the window are a slice, borrowed, not collected.
+    let rest = &events[entry + 1..];
+    let after = &rest[..rest.partition_point(|(t, _)| *t <= deadline)];
     let stop = after
         .iter()
         .find(|(_, kind)| exclusions.contains(kind))
