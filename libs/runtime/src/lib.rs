@@ -21,6 +21,6 @@ pub use security::{Security, SecurityError};
 pub use server::{Admin, Bound, DEFAULT_MAX_MESSAGE_BYTES, ServeOptions, bind, serve};
 pub use shutdown::{Shutdown, wait_for_signal};
 pub use tenant::{
-    DEFAULT_TENANT, TENANT_METADATA_KEY, require_id, tenant, tenant_of, validate_tenant,
+    DEFAULT_TENANT, TENANT_METADATA_KEY, id_problem, require_id, tenant, tenant_of, validate_tenant,
 };
 pub use tls::{TlsError, TlsFiles};

@@ -41,14 +41,20 @@ pub fn tenant<T>(request: &tonic::Request<T>) -> Result<String, tonic::Status> {
 
 /// Checks a resource id given in field `field`: required, at most 64 characters.
 pub fn require_id(id: &str, field: &str) -> Result<(), Error> {
+    match id_problem(id) {
+        Some(problem) => Err(Error::invalid_field(field, problem)),
+        None => Ok(()),
+    }
+}
+
+/// What is wrong with a resource id, if anything: the check of [`require_id`] without a
+/// field name, for lists whose field is named only for the id that fails.
+pub fn id_problem(id: &str) -> Option<&'static str> {
     if id.is_empty() {
-        Err(Error::invalid_field(field, "is required"))
+        Some("is required")
     } else if id.len() > 64 {
-        Err(Error::invalid_field(
-            field,
-            "is not a valid id (at most 64 characters)",
-        ))
+        Some("is not a valid id (at most 64 characters)")
     } else {
-        Ok(())
+        None
     }
 }

@@ -9,7 +9,7 @@ use clm_cache::{ScoreCache, ScoreKey};
 use clm_proto::scoring::v1 as pb;
 use clm_proto::scoring::v1::scoring_service_server::ScoringService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
-use clm_runtime::{Error, require_id, tenant};
+use clm_runtime::{Error, id_problem, require_id, tenant};
 
 use crate::cached;
 use crate::convert::{
@@ -319,8 +319,12 @@ impl ScoringService for ScoringApi {
         }
         // The field is named (an allocation) only for the first id that fails, not for each.
         let ids = &request.contact_ids;
-        if let Some(i) = ids.iter().position(|id| require_id(id, "").is_err()) {
-            require_id(&ids[i], &format!("contact_ids[{i}]"))?;
+        if let Some((i, problem)) = ids
+            .iter()
+            .enumerate()
+            .find_map(|(i, id)| id_problem(id).map(|problem| (i, problem)))
+        {
+            return Err(Error::invalid_field(format!("contact_ids[{i}]"), problem).into());
         }
         let loaded = self
             .models

@@ -112,9 +112,11 @@ enum Half {
 /// The middle contact id of `timelines` (in byte order, as both halves compare), or
 /// `None` when there is none.
 fn median_id(timelines: &[Timeline]) -> Option<Arc<str>> {
+    if timelines.is_empty() {
+        return None;
+    }
     let mut ids: Vec<&str> = timelines.iter().map(|t| t.contact_id.as_str()).collect();
     let middle = ids.len() / 2;
-    ids.get(middle)?;
     let (_, median, _) = ids.select_nth_unstable(middle);
     Some(Arc::from(*median))
 }
