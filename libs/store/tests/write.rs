@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 
 use clm_testkit::{Backend, TestDatabase, backend_tests};
 
@@ -141,4 +141,45 @@ async fn db_connection(db: &TestDatabase) -> DatabaseConnection {
     clm_store::connect("write_test", db.location())
         .await
         .unwrap()
+}
+
+/// Every pooled SQLite connection logs ahead, syncs each commit, keeps a statement's own
+/// journal in memory and checkpoints every 10,000 pages of log (the last two measured on
+/// ingest; see BENCHMARKS.md).
+#[tokio::test]
+async fn sqlite_connections_carry_their_settings() {
+    use sea_orm::Statement;
+    let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
+    let conn = db_connection(&db).await;
+    // Held at once, so that each is a connection of its own.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(conn.begin().await.unwrap());
+    }
+    for txn in &held {
+        let mut settings = Vec::new();
+        for pragma in [
+            "journal_mode",
+            "synchronous",
+            "foreign_keys",
+            "temp_store",
+            "wal_autocheckpoint",
+        ] {
+            let row = txn
+                .query_one_raw(Statement::from_string(
+                    txn.get_database_backend(),
+                    format!("PRAGMA {pragma}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let value = row
+                .try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .unwrap();
+            settings.push(value);
+        }
+        // synchronous 2 is FULL, temp_store 2 is MEMORY.
+        assert_eq!(settings, ["wal", "2", "1", "2", "10000"]);
+    }
 }
