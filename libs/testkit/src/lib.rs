@@ -286,6 +286,24 @@ pub fn unique_prefix() -> String {
     format!("clmtest-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Removes the keys under `prefix` (see [`unique_prefix`]) from the Redis at `url`: what a
+/// test's own servers wrote there, once they have stopped. Keys written with a short time
+/// to live need not be removed; servers started as processes keep their default of an hour.
+pub fn remove_prefixed_keys(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("a valid Redis URL");
+    let mut connection = client.get_connection().expect("Redis answers");
+    let keys: Vec<String> = redis::Commands::scan_match(&mut connection, format!("{prefix}:*"))
+        .expect("SCAN runs")
+        .collect::<Result<_, _>>()
+        .expect("SCAN returns keys");
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(&keys)
+            .exec(&mut connection)
+            .expect("DEL runs");
+    }
+}
+
 /// A loopback port that was free a moment ago, for a server started later (a child
 /// process, or a service that must be down at first).
 ///

@@ -26,12 +26,17 @@ pub(crate) struct Process {
     pub(crate) addr: String,
     admin: String,
     log: PathBuf,
+    /// The shared Redis and the key prefix the process caches under, when it does.
+    cache: Option<(String, String)>,
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some((url, prefix)) = &self.cache {
+            clm_testkit::remove_prefixed_keys(url, prefix);
+        }
     }
 }
 
@@ -114,12 +119,15 @@ pub(crate) async fn spawn_on(
         command.env("CLM_DATABASE_URL", url);
     }
     let own_redis = env.iter().any(|(k, _)| *k == "CLM_REDIS_URL");
+    let mut cache = None;
     if let Some(url) = clm_testkit::test_redis_url().await
         && !own_redis
     {
+        let prefix = clm_testkit::unique_prefix();
         command
-            .env("CLM_REDIS_URL", url)
-            .env("CLM_CACHE_PREFIX", clm_testkit::unique_prefix());
+            .env("CLM_REDIS_URL", &url)
+            .env("CLM_CACHE_PREFIX", &prefix);
+        cache = Some((url, prefix));
     }
     let mut process = Process {
         service,
@@ -127,6 +135,7 @@ pub(crate) async fn spawn_on(
         addr: String::new(),
         admin: String::new(),
         log,
+        cache,
     };
     let ready = format!("{service} ready");
     let deadline = Instant::now() + Duration::from_secs(30);
