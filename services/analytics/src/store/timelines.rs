@@ -127,7 +127,9 @@ struct Dialect {
     placeholder: char,
     /// The aggregate joining texts.
     concat: &'static str,
-    /// `contact_id` compared byte by byte (PostgreSQL's default collation may not).
+    /// `contact_id` compared, sorted and grouped byte by byte (PostgreSQL's default
+    /// collation may not compare so, and sorts through the locale: a third of the
+    /// grouping's time in the demo's funnel, even under `C.UTF-8`).
     id_bytes: &'static str,
     /// The length of `t.contact_id` in bytes.
     bytes: &'static str,
@@ -180,7 +182,7 @@ fn timelines_sql(backend: DbBackend, later: usize, half: Half) -> String {
         .collect();
     format!(
         "WITH later AS (\
-           SELECT contact_id, occurred_at, CASE kind{codes} END AS code \
+           SELECT {id_bytes} AS contact_id, occurred_at, CASE kind{codes} END AS code \
            FROM {facts} \
            WHERE tenant_id = {tenant} AND kind IN ({kinds}) \
              AND occurred_at >= {start} AND occurred_at < {until} \
