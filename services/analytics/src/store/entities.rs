@@ -300,3 +300,29 @@ pub mod first_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// How many first events the entry rollup holds per tenant and type, kept beside it, so a
+/// funnel over all time counts its entries without stepping through every one.
+pub mod entry_count {
+    use sea_orm::entity::prelude::*;
+
+    /// An `entry_counts` row.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "entry_counts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        /// The rows of the type in `first_events`.
+        pub entries: i64,
+        /// No first event of the type is later than this (erasures leave it as it was,
+        /// so it may be later than the latest that remains).
+        pub latest_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

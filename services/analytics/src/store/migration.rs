@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateEntryRollup),
             Box::new(COVER_FACTS_BY_KIND),
             Box::new(IndexEntriesByIdBytes),
+            Box::new(CreateEntryCounts),
         ]
     }
 }
@@ -378,5 +379,37 @@ impl MigrationTrait for IndexEntriesByIdBytes {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The entry counts (see `entry_rollup`), built from the entries already stored.
+struct CreateEntryCounts;
+
+impl MigrationName for CreateEntryCounts {
+    fn name(&self) -> &str {
+        "m20261201_000007_create_entry_counts"
+    }
+}
+
+const ENTRY_COUNTS: &[TableSpec] = &[(
+    "entry_counts",
+    &[
+        ("tenant_id", "String"),
+        ("kind", "String"),
+        ("entries", "i64"),
+        ("latest_at", "i64"),
+    ],
+    &["tenant_id", "kind"],
+)];
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateEntryCounts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::create(manager, ENTRY_COUNTS, &[]).await?;
+        super::entry_rollup::count_all(manager.get_connection()).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        schema::drop(manager, ENTRY_COUNTS).await
     }
 }

@@ -1111,6 +1111,20 @@ backend_tests!(
         );
         funnel_both_ways(&app, pb::FunnelOrder::Any).await;
 
+        // With only an end, entries after it are not counted (the stored count covers
+        // entries up to day 9): b, c and f visited before day 3.
+        let until_day_3 = pb::GetFunnelRequest {
+            steps: vec!["page_view".into(), "demo_request".into()],
+            range: Some(clm_proto::common::v1::TimeRange {
+                start_time: None,
+                end_time: Some(ts(3 * DAY)),
+            }),
+            ..Default::default()
+        };
+        let entered = |reply: pb::GetFunnelResponse| reply.total.unwrap().steps[0].contacts;
+        let reply = app.client.clone().get_funnel(until_day_3.clone()).await;
+        assert_eq!(entered(reply.unwrap().into_inner()), 3);
+
         // d joins a (its earlier visit becomes a's entry); c is erased.
         app.ingest(vec![app.merged("a", "d"), app.erased("c")])
             .await;
@@ -1118,6 +1132,44 @@ backend_tests!(
             funnel_both_ways(&app, pb::FunnelOrder::Sequential).await,
             [(3, None), (2, Some(day * 5 / 2)), (1, Some(2 * day))]
         );
+        let reply = app.client.clone().get_funnel(until_day_3).await;
+        assert_eq!(entered(reply.unwrap().into_inner()), 2, "b and f");
+
+        // An earlier visit of a contact already counted moves its entry, a new one adds.
+        app.ingest(vec![
+            app.interaction("a", "page_view", 0, 0),
+            app.interaction("g", "page_view", 4, 0),
+        ])
+        .await;
+        assert_eq!(
+            funnel_both_ways(&app, pb::FunnelOrder::Sequential).await[0],
+            (4, None)
+        );
+    }
+);
+
+backend_tests!(
+    entry_counts_stay_exact_when_batches_for_the_same_new_contacts_arrive_at_once,
+    |db| async move {
+        let app = std::sync::Arc::new(TestApp::spawn(&db).await);
+        // Sixteen deliveries at once, each the first visits of the same 40 contacts on
+        // days of its own (so entries are taken and lowered concurrently), and one
+        // contact's demo request.
+        let calls = (0..16i64).map(|call| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut events: Vec<_> = (0..40i64)
+                    .map(|c| app.interaction(&format!("c{c}"), "page_view", 1 + (call + c) % 7, 0))
+                    .collect();
+                events.push(app.interaction(&format!("c{call}"), "demo_request", 9, 0));
+                app.ingest(events).await;
+            })
+        });
+        for call in calls {
+            call.await.unwrap();
+        }
+        let counts = funnel_both_ways(&app, pb::FunnelOrder::Sequential).await;
+        assert_eq!((counts[0].0, counts[1].0), (40, 16));
     }
 );
 
