@@ -38,10 +38,17 @@ def channel(service):
 
 
 def eventually(check, what, limit=30):
-    """Calls `check` until it returns something truthy, for at most `limit` seconds."""
+    """Calls `check` until it returns something truthy, for at most `limit` seconds.
+    NOT_FOUND counts as not yet: each hop of the chain delivers on its own time, so a
+    contact scored by scoring may not have reached lifecycle."""
     deadline = time.monotonic() + limit
     while True:
-        value = check()
+        try:
+            value = check()
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
