@@ -133,6 +133,24 @@ pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), St
     Ok(())
 }
 
+/// How long [`close`] waits for connections still in use.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Closes `db`'s connections once those in use are returned, for a service that stops. On
+/// SQLite the last connection to close copies the write-ahead log into the file and
+/// removes it, so a stopped service's file holds all its data (a copy of it is a whole
+/// backup); a service that exits with connections open leaves its log for the next start.
+pub async fn close(db: &DatabaseConnection) {
+    match tokio::time::timeout(CLOSE_WAIT, db.close_by_ref()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "closing the database failed"),
+        Err(_) => tracing::warn!(
+            wait_s = CLOSE_WAIT.as_secs(),
+            "database connections still in use; leaving them open"
+        ),
+    }
+}
+
 /// True when `db` is PostgreSQL.
 pub fn is_postgres(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Postgres

@@ -183,3 +183,35 @@ async fn sqlite_connections_carry_their_settings() {
         assert_eq!(settings, ["wal", "2", "1", "2", "10000"]);
     }
 }
+
+/// Closing a database waits for its connections to close: on SQLite the last one copies
+/// the write-ahead log into the file and removes it, so the file alone holds the data.
+#[tokio::test]
+async fn a_closed_sqlite_database_leaves_no_log() {
+    let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
+    let conn = open(&db).await;
+    let txn = clm_store::begin_write(&conn).await.unwrap();
+    txn.execute_unprepared(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
+         INSERT INTO turns SELECT i FROM n",
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    let log = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|entry| {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                name.ends_with("-wal").then_some(name)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        log(db.data_dir()),
+        ["write_test.db-wal"],
+        "written through the log"
+    );
+    clm_store::close(&conn).await;
+    assert!(log(db.data_dir()).is_empty(), "{:?}", log(db.data_dir()));
+}

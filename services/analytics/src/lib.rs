@@ -88,6 +88,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     metrics: clm_runtime::Metrics,
     api: AnalyticsApi,
+    /// Closed when the service stops.
+    db: sea_orm::DatabaseConnection,
     config: Config,
 }
 
@@ -99,6 +101,7 @@ impl Application {
             None => clm_store::Location::DataDir(&config.data_dir),
         };
         let db = clm_store::connect("analytics", location).await?;
+        let closing = db.clone();
         if config.migrate {
             clm_store::migrate::<store::migration::Migrator>(&db).await?;
         }
@@ -118,6 +121,7 @@ impl Application {
             admin,
             metrics,
             api,
+            db: closing,
             config,
         })
     }
@@ -138,7 +142,7 @@ impl Application {
             .max_decoding_message_size(self.config.max_message_bytes)
             .max_encoding_message_size(self.config.max_message_bytes);
         tracing::info!(addr = %self.addr, service = SERVICE_NAME, "serving");
-        clm_runtime::serve(
+        let served = clm_runtime::serve(
             self.listener,
             tonic::service::Routes::new(service),
             &[SERVICE_NAME],
@@ -149,6 +153,8 @@ impl Application {
             },
             shutdown,
         )
-        .await
+        .await;
+        clm_store::close(&self.db).await;
+        served
     }
 }

@@ -104,6 +104,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     metrics: clm_runtime::Metrics,
     api: ContactsApi,
+    /// Closed when the service stops.
+    db: sea_orm::DatabaseConnection,
     relays: Vec<Box<dyn FnOnce(Shutdown) -> tokio::task::JoinHandle<()> + Send>>,
     config: Config,
 }
@@ -127,6 +129,7 @@ impl Application {
         config: Config,
         db: sea_orm::DatabaseConnection,
     ) -> Result<Self, StartError> {
+        let closing = db.clone();
         let clm_runtime::Bound {
             listener,
             addr,
@@ -173,6 +176,7 @@ impl Application {
             admin,
             metrics,
             api,
+            db: closing,
             relays,
             config,
         })
@@ -222,6 +226,7 @@ impl Application {
                 tracing::error!(%error, "outbox relay task failed");
             }
         }
+        clm_store::close(&self.db).await;
         served
     }
 }

@@ -120,6 +120,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     metrics: clm_runtime::Metrics,
     api: LifecycleApi,
+    /// Closed when the service stops.
+    db: sea_orm::DatabaseConnection,
     scheduler: Scheduler,
     relay: Option<clm_outbox::Relay<relay::AnalyticsDelivery>>,
     config: Config,
@@ -133,6 +135,7 @@ impl Application {
             None => clm_store::Location::DataDir(&config.data_dir),
         };
         let db = clm_store::connect("lifecycle", location).await?;
+        let closing = db.clone();
         if config.migrate {
             clm_store::migrate::<store::migration::Migrator>(&db).await?;
         }
@@ -176,6 +179,7 @@ impl Application {
             admin,
             metrics,
             api,
+            db: closing,
             scheduler,
             relay,
             config,
@@ -247,6 +251,7 @@ impl Application {
         {
             tracing::error!(%error, "outbox relay task failed");
         }
+        clm_store::close(&self.db).await;
         served
     }
 }

@@ -134,6 +134,8 @@ pub struct Application {
     admin: Option<TcpListener>,
     metrics: clm_runtime::Metrics,
     api: ScoringApi,
+    /// Closed when the service stops.
+    db: sea_orm::DatabaseConnection,
     cache: ScoreCache,
     relay: Option<clm_outbox::Relay<relay::LifecycleDelivery>>,
     config: Config,
@@ -147,6 +149,7 @@ impl Application {
             None => clm_store::Location::DataDir(&config.data_dir),
         };
         let db = clm_store::connect("scoring", location).await?;
+        let closing = db.clone();
         if config.migrate {
             clm_store::migrate::<store::migration::Migrator>(&db).await?;
         }
@@ -210,6 +213,7 @@ impl Application {
             admin,
             metrics,
             api,
+            db: closing,
             cache,
             relay,
             config,
@@ -259,6 +263,7 @@ impl Application {
         {
             tracing::error!(%error, "outbox relay task failed");
         }
+        clm_store::close(&self.db).await;
         served
     }
 }
