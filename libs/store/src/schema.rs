@@ -143,3 +143,12 @@ impl MigrationTrait for ReplaceIndex {
         drop_indexes(manager, &[self.new]).await
     }
 }
+
+/// In an upsert's update of `table`: the greater of the stored `column` and the one the
+/// insert brought (`excluded`), written the same on SQLite and PostgreSQL.
+pub fn greater_of(table: &str, column: &str) -> sea_orm::sea_query::Expr {
+    sea_orm::sea_query::Expr::cust(format!(
+        "CASE WHEN excluded.{column} > {table}.{column} \
+         THEN excluded.{column} ELSE {table}.{column} END"
+    ))
+}

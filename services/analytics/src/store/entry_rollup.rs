@@ -162,10 +162,7 @@ impl Counts {
                         ),
                         (
                             entry_count::Column::LatestAt,
-                            Expr::cust(
-                                "CASE WHEN excluded.latest_at > entry_counts.latest_at \
-                                 THEN excluded.latest_at ELSE entry_counts.latest_at END",
-                            ),
+                            clm_store::schema::greater_of("entry_counts", "latest_at"),
                         ),
                     ])
                     .to_owned(),

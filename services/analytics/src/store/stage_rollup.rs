@@ -186,10 +186,7 @@ pub(crate) async fn apply(
             OnConflict::columns([stage_mark::Column::TenantId, stage_mark::Column::ModelId])
                 .value(
                     stage_mark::Column::LatestAt,
-                    Expr::cust(
-                        "CASE WHEN excluded.latest_at > stage_marks.latest_at \
-                         THEN excluded.latest_at ELSE stage_marks.latest_at END",
-                    ),
+                    clm_store::schema::greater_of("stage_marks", "latest_at"),
                 )
                 .to_owned(),
         )
