@@ -124,7 +124,8 @@ impl Application {
         Self::with_database(config, db).await
     }
 
-    /// Binds the listener over an already opened database.
+    /// Binds the listener over an already opened database, which the service closes when
+    /// it stops.
     pub async fn with_database(
         config: Config,
         db: sea_orm::DatabaseConnection,
