@@ -198,20 +198,8 @@ async fn a_closed_sqlite_database_leaves_no_log() {
     .await
     .unwrap();
     txn.commit().await.unwrap();
-    let log = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .filter_map(|entry| {
-                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-                name.ends_with("-wal").then_some(name)
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        log(db.data_dir()),
-        ["write_test.db-wal"],
-        "written through the log"
-    );
+    let logs = || clm_testkit::sqlite_logs(db.data_dir());
+    assert_eq!(logs(), ["write_test.db-wal"], "written through the log");
     clm_store::close(&conn).await;
-    assert!(log(db.data_dir()).is_empty(), "{:?}", log(db.data_dir()));
+    assert!(logs().is_empty(), "{:?}", logs());
 }

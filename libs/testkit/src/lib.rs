@@ -304,6 +304,18 @@ pub fn remove_prefixed_keys(url: &str, prefix: &str) {
     }
 }
 
+/// The SQLite write-ahead logs (`*-wal`) in `dir`, by file name, sorted.
+pub fn sqlite_logs(dir: &std::path::Path) -> Vec<String> {
+    let mut logs: Vec<String> = std::fs::read_dir(dir)
+        .expect("a readable data directory")
+        .map(|entry| entry.expect("a directory entry").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-wal"))
+        .collect();
+    logs.sort();
+    logs
+}
+
 /// A loopback port that was free a moment ago, for a server started later (a child
 /// process, or a service that must be down at first).
 ///

@@ -505,11 +505,7 @@ backend_tests!(
         assert!(status.success(), "clean exit after SIGTERM: {status:?}");
         // Each service closed its database: on SQLite no write-ahead log is left, so the
         // files alone hold everything (a copy of them is a whole backup).
-        let logs: Vec<_> = std::fs::read_dir(suite._database.data_dir())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with("-wal"))
-            .collect();
+        let logs = clm_testkit::sqlite_logs(suite._database.data_dir());
         assert!(logs.is_empty(), "logs left after a stop: {logs:?}");
     }
 );
