@@ -1,5 +1,5 @@
 //! clm-cache: the score cache. One trait ([`CacheBackend`]) with implementations for Redis,
-//! Redis Cluster and an in-process one (moka) for the embedded default, behind [`ScoreCache`], which counts
+//! Redis Cluster and an in-process one (quick_cache) for the embedded default, behind [`ScoreCache`], which counts
 //! hits, misses and errors and turns every cache failure into a miss: a cache problem
 //! never fails a request, the database answers instead.
 #![forbid(unsafe_code)]
@@ -21,24 +21,37 @@ pub use redis_cluster::RedisClusterBackend;
 #[error("cache: {0}")]
 pub struct CacheError(pub String);
 
-/// Identifies one cached score.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ScoreKey {
+/// Identifies one cached score. It borrows its parts: a BatchGetScores call names a
+/// hundred keys, and owning them was a hundred times three allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScoreKey<'a> {
     /// The tenant.
-    pub tenant: String,
+    pub tenant: &'a str,
     /// The scoring model.
-    pub model: String,
+    pub model: &'a str,
     /// The contact.
-    pub contact: String,
+    pub contact: &'a str,
 }
 
-impl ScoreKey {
-    /// The key as stored: `{prefix}:{tenant}:score:{model}:{contact}`.
+impl ScoreKey<'_> {
+    /// The key as stored: `{prefix}:{tenant}:score:{model}:{contact}`. Appended part by
+    /// part into one allocation: `format!` took a tenth of a BatchGetScores call.
     pub fn render(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}:{}:score:{}:{}",
-            self.tenant, self.model, self.contact
-        )
+        const SCORE: &str = ":score:";
+        let parts = [
+            prefix,
+            ":",
+            self.tenant,
+            SCORE,
+            self.model,
+            ":",
+            self.contact,
+        ];
+        let mut key = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            key.push_str(part);
+        }
+        key
     }
 }
 
@@ -162,7 +175,7 @@ impl ScoreCache {
     }
 
     /// The cached values of `keys`, in order; a failure reads as all misses.
-    pub async fn get_many(&self, keys: &[ScoreKey]) -> Vec<Option<Vec<u8>>> {
+    pub async fn get_many(&self, keys: &[ScoreKey<'_>]) -> Vec<Option<Vec<u8>>> {
         let rendered: Vec<String> = keys.iter().map(|k| k.render(&self.prefix)).collect();
         let values = match self.backend.get_many(&rendered).await {
             Ok(values) if values.len() == keys.len() => values,
@@ -184,17 +197,17 @@ impl ScoreCache {
     }
 
     /// Writes entries through; a failure is counted and logged, never returned.
-    pub async fn put_many(&self, entries: Vec<(ScoreKey, Vec<u8>)>) {
+    pub async fn put_many(&self, entries: Vec<(ScoreKey<'_>, Vec<u8>)>) {
         self.put(entries, Put::Always).await;
     }
 
     /// Fills the cache with entries read from the database, leaving keys that already hold
     /// a value: a write-through that landed since the read holds a newer one.
-    pub async fn fill_many(&self, entries: Vec<(ScoreKey, Vec<u8>)>) {
+    pub async fn fill_many(&self, entries: Vec<(ScoreKey<'_>, Vec<u8>)>) {
         self.put(entries, Put::IfAbsent).await;
     }
 
-    async fn put(&self, entries: Vec<(ScoreKey, Vec<u8>)>, put: Put) {
+    async fn put(&self, entries: Vec<(ScoreKey<'_>, Vec<u8>)>, put: Put) {
         if entries.is_empty() {
             return;
         }
@@ -208,7 +221,7 @@ impl ScoreCache {
     }
 
     /// Removes entries; a failure is counted and logged (the TTL bounds the staleness).
-    pub async fn delete_many(&self, keys: &[ScoreKey]) {
+    pub async fn delete_many(&self, keys: &[ScoreKey<'_>]) {
         if keys.is_empty() {
             return;
         }

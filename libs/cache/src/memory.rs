@@ -1,38 +1,62 @@
 //! The in-process cache of the embedded default.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 
 use crate::{CacheBackend, CacheError, Put};
 
-/// A bounded in-process cache (moka). One TTL for the whole cache, set by the first write.
+/// A bounded in-process cache (quick_cache). Each entry carries its own expiry, so the
+/// cache needs no clock of its own: a read costs a hash lookup under a shard's read lock.
+/// (moka's bookkeeping of each read, its frequency sketch and queues, was a sixth of a
+/// BatchGetScores(100) call's handling.)
 #[derive(Clone)]
 pub struct MemoryBackend {
-    entries: Cache<String, (Vec<u8>, std::time::Instant)>,
+    entries: std::sync::Arc<Cache<String, (Vec<u8>, Instant)>>,
 }
 
 impl MemoryBackend {
     /// A cache of at most `capacity` entries.
     pub fn new(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            entries: Cache::builder().max_capacity(capacity).build(),
+            entries: std::sync::Arc::new(Cache::new(capacity)),
         }
+    }
+
+    /// Stores `entry` under `key` unless the key holds a live value.
+    fn insert_if_absent(&self, key: &str, entry: (Vec<u8>, Instant), now: Instant) {
+        // A zero timeout: when another fill of the same key is under way, it stores the
+        // same database read, so this one is dropped.
+        let guard = match self.entries.entry(key, Some(Duration::ZERO), |_, (_, at)| {
+            if *at <= now {
+                EntryAction::ReplaceWithGuard
+            } else {
+                EntryAction::Retain(())
+            }
+        }) {
+            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => guard,
+            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => {
+                return;
+            }
+        };
+        // Refused only when a write-through replaced the placeholder meanwhile: it holds
+        // the newer score.
+        let _ = guard.insert(entry);
     }
 }
 
 #[async_trait::async_trait]
 impl CacheBackend for MemoryBackend {
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
-        let now = std::time::Instant::now();
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            values.push(match self.entries.get(key).await {
+        let now = Instant::now();
+        Ok(keys
+            .iter()
+            .map(|key| match self.entries.get(key.as_str()) {
                 Some((value, expires)) if expires > now => Some(value),
                 _ => None,
-            });
-        }
-        Ok(values)
+            })
+            .collect())
     }
 
     async fn put_many(
@@ -41,19 +65,14 @@ impl CacheBackend for MemoryBackend {
         ttl: Duration,
         put: Put,
     ) -> Result<(), CacheError> {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let expires = now + ttl;
         for (key, value) in entries {
             let entry = (value.clone(), expires);
             match put {
-                Put::Always => self.entries.insert(key.clone(), entry).await,
-                Put::IfAbsent => {
-                    // An expired entry counts as absent.
-                    self.entries
-                        .entry(key.clone())
-                        .or_insert_with_if(async { entry }, |(_, at)| *at <= now)
-                        .await;
-                }
+                Put::Always => self.entries.insert(key.clone(), entry),
+                // An expired entry counts as absent.
+                Put::IfAbsent => self.insert_if_absent(key, entry, now),
             }
         }
         Ok(())
@@ -61,7 +80,7 @@ impl CacheBackend for MemoryBackend {
 
     async fn delete_many(&self, keys: &[String]) -> Result<(), CacheError> {
         for key in keys {
-            self.entries.invalidate(key).await;
+            self.entries.remove(key.as_str());
         }
         Ok(())
     }

@@ -12,11 +12,11 @@ use clm_cache::{
 };
 use clm_testkit::{test_redis_url, unique_prefix};
 
-fn key(contact: &str) -> ScoreKey {
+fn key(contact: &str) -> ScoreKey<'_> {
     ScoreKey {
-        tenant: "t1".into(),
-        model: "m1".into(),
-        contact: contact.into(),
+        tenant: "t1",
+        model: "m1",
+        contact,
     }
 }
 
@@ -148,7 +148,7 @@ cache_tests!(prefixes_keep_tests_and_tenants_apart, |backend: Arc<
     one.put_many(vec![(key("a"), b"one".to_vec())]).await;
     assert_eq!(two.get_many(&[key("a")]).await, vec![None]);
     let other_tenant = ScoreKey {
-        tenant: "t2".into(),
+        tenant: "t2",
         ..key("a")
     };
     assert_eq!(one.get_many(&[other_tenant]).await, vec![None]);
@@ -185,7 +185,7 @@ async fn an_unreachable_cluster_reads_as_misses_and_is_counted() {
 
 /// Reads `key` through `cache` until it reads `want`, for at most two seconds (a local
 /// copy's TTL and a second).
-async fn eventually_reads(cache: &ScoreCache, key: &ScoreKey, want: Option<&[u8]>) {
+async fn eventually_reads(cache: &ScoreCache, key: &ScoreKey<'_>, want: Option<&[u8]>) {
     let deadline = Instant::now() + LOCAL_COPY_TTL + Duration::from_secs(1);
     loop {
         let got = cache.get_many(std::slice::from_ref(key)).await.remove(0);

@@ -6,7 +6,8 @@
 
 use prost::Message;
 
-use crate::domain::fold::{RulePart, ScoreState};
+use crate::domain::Micros;
+use crate::domain::fold::{RulePart, ScoreState, Standing, totals};
 
 /// The first byte of a protobuf-encoded state; JSON never starts with it.
 const PROTOBUF: u8 = 1;
@@ -43,6 +44,37 @@ struct CachedRule {
     raw_points: f64,
     #[prost(uint32, tag = "4")]
     awards: u32,
+    #[prost(double, tag = "5")]
+    value_at_ref: f64,
+}
+
+/// A cached state read for a score's totals: [`CachedState`] without the rule ids, which
+/// prost skips as unknown fields instead of allocating a string for each. Reads of a
+/// score (GetScore, BatchGetScores) need nothing else.
+#[derive(Clone, PartialEq, Message)]
+struct CachedTotals {
+    #[prost(int64, tag = "1")]
+    ref_time: i64,
+    #[prost(message, repeated, tag = "2")]
+    fit: Vec<CachedFitPoints>,
+    #[prost(message, repeated, tag = "3")]
+    rules: Vec<CachedRuleValue>,
+    #[prost(int64, tag = "4")]
+    model_version: i64,
+    #[prost(int64, tag = "5")]
+    updated_at: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct CachedFitPoints {
+    #[prost(double, tag = "2")]
+    points: f64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct CachedRuleValue {
+    #[prost(int64, optional, tag = "2")]
+    half_life: Option<i64>,
     #[prost(double, tag = "5")]
     value_at_ref: f64,
 }
@@ -113,6 +145,29 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ScoreState> {
     }
 }
 
+/// The score at `now` of what the cache holds; `None` when it holds something else.
+pub(crate) fn decode_standing(bytes: &[u8], now: Micros) -> Option<Standing> {
+    match bytes.split_first() {
+        Some((&PROTOBUF, message)) => {
+            let m = CachedTotals::decode(message).ok()?;
+            let (total, fit, engagement) = totals(
+                m.ref_time,
+                now,
+                m.rules.iter().map(|r| (r.value_at_ref, r.half_life)),
+                m.fit.iter().map(|f| f.points),
+            );
+            Some(Standing {
+                total,
+                fit,
+                engagement,
+                model_version: m.model_version,
+                updated_at: m.updated_at,
+            })
+        }
+        _ => decode(bytes).map(|state| state.standing(now)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +212,19 @@ mod tests {
             ..state()
         };
         assert_eq!(decode(&encode(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn a_read_of_the_totals_gives_the_standing_of_the_whole_state() {
+        let now = state().ref_time + 10 * 86_400_000_000;
+        let standing = decode_standing(&encode(&state()), now).unwrap();
+        // Bit for bit: the same additions in the same order.
+        assert_eq!(standing, state().standing(now));
+        assert!(standing.engagement > 0.0 && standing.engagement < 21.25);
+        assert_eq!(standing.fit, 12.5);
+        let json = serde_json::to_vec(&state()).unwrap();
+        assert_eq!(decode_standing(&json, now), Some(state().standing(now)));
+        assert_eq!(decode_standing(&[PROTOBUF, 0xff, 0xff], now), None);
     }
 
     #[test]

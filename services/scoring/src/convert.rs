@@ -6,7 +6,7 @@ use clm_proto::common::v1 as common;
 use clm_proto::scoring::v1 as pb;
 
 use crate::domain::Micros;
-use crate::domain::fold::ScoreState;
+use crate::domain::fold::Standing;
 use crate::domain::model::{CompiledModel, EventRule, FitRule, ModelSpec, ScoringModel, Threshold};
 use crate::store::{Event, EventKind};
 
@@ -120,22 +120,21 @@ pub(crate) fn model_to_proto(m: &ScoringModel) -> pb::ScoringModel {
     }
 }
 
+/// A score as the API shows it.
 pub(crate) fn score_to_proto(
     contact_id: &str,
     model: &CompiledModel,
-    state: &ScoreState,
-    now: Micros,
+    standing: &Standing,
 ) -> pb::Score {
-    let (total, fit, engagement) = state.at(now);
     pb::Score {
         contact_id: contact_id.to_owned(),
         model_id: model.id.clone(),
-        total,
-        fit,
-        engagement,
-        band: model.band(total),
-        model_version: state.model_version,
-        updated_at: Some(timestamp(state.updated_at)),
+        total: standing.total,
+        fit: standing.fit,
+        engagement: standing.engagement,
+        band: model.band(standing.total),
+        model_version: standing.model_version,
+        updated_at: Some(timestamp(standing.updated_at)),
     }
 }
 

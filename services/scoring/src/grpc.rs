@@ -15,7 +15,7 @@ use crate::cached;
 use crate::convert::{
     event_from_proto, model_to_proto, score_to_proto, spec_from_proto, timestamp,
 };
-use crate::domain::fold::{LedgerEntry, ScoreState, fold};
+use crate::domain::fold::{LedgerEntry, ScoreState, Standing, fold};
 use crate::domain::model::{CompiledModel, ModelSpec, validate};
 use crate::domain::{Clock, ScoringError};
 use crate::models::Models;
@@ -76,19 +76,20 @@ impl ScoringApi {
         self.cache.delete_many(&keys).await;
     }
 
-    /// Score states of `contacts` under `model_id`: the cache first, the database for
+    /// Scores of `contacts` under `model` as of now: the cache first, the database for
     /// misses (which are then cached); contacts with no score get an empty one.
-    async fn states(
+    async fn standings(
         &self,
         tenant: &str,
         model: &CompiledModel,
         contacts: &[String],
-    ) -> Result<Vec<ScoreState>, Status> {
+    ) -> Result<Vec<Standing>, Status> {
         let keys: Vec<ScoreKey> = contacts.iter().map(|c| key(tenant, &model.id, c)).collect();
         let cached = self.cache.get_many(&keys).await;
-        let mut states: Vec<Option<ScoreState>> = cached
+        let now = self.now();
+        let mut states: Vec<Option<Standing>> = cached
             .into_iter()
-            .map(|v| v.and_then(|bytes| cached::decode(&bytes)))
+            .map(|v| v.and_then(|bytes| cached::decode_standing(&bytes, now)))
             .collect();
         let missing: Vec<String> = contacts
             .iter()
@@ -109,23 +110,22 @@ impl ScoringApi {
             self.cache.fill_many(fill).await;
             for (contact, state) in contacts.iter().zip(states.iter_mut()) {
                 if state.is_none() {
-                    *state = found.get(contact).cloned();
+                    *state = found.get(contact).map(|s| s.standing(now));
                 }
             }
         }
-        let now = self.now();
         Ok(states
             .into_iter()
-            .map(|s| s.unwrap_or_else(|| ScoreState::empty(model.version, now)))
+            .map(|s| s.unwrap_or_else(|| ScoreState::empty(model.version, now).standing(now)))
             .collect())
     }
 }
 
-fn key(tenant: &str, model: &str, contact: &str) -> ScoreKey {
+fn key<'a>(tenant: &'a str, model: &'a str, contact: &'a str) -> ScoreKey<'a> {
     ScoreKey {
-        tenant: tenant.to_owned(),
-        model: model.to_owned(),
-        contact: contact.to_owned(),
+        tenant,
+        model,
+        contact,
     }
 }
 
@@ -297,13 +297,12 @@ impl ScoringService for ScoringApi {
             .await
             .map_err(status)?;
         let contacts = [request.contact_id];
-        let states = self.states(&tenant, &loaded.compiled, &contacts).await?;
+        let standings = self.standings(&tenant, &loaded.compiled, &contacts).await?;
         Ok(Response::new(pb::GetScoreResponse {
             score: Some(score_to_proto(
                 &contacts[0],
                 &loaded.compiled,
-                &states[0],
-                self.now(),
+                &standings[0],
             )),
         }))
     }
@@ -331,16 +330,15 @@ impl ScoringService for ScoringApi {
             .get(&tenant, &request.model_id)
             .await
             .map_err(status)?;
-        let states = self
-            .states(&tenant, &loaded.compiled, &request.contact_ids)
+        let standings = self
+            .standings(&tenant, &loaded.compiled, &request.contact_ids)
             .await?;
-        let now = self.now();
         Ok(Response::new(pb::BatchGetScoresResponse {
             scores: request
                 .contact_ids
                 .iter()
-                .zip(&states)
-                .map(|(c, s)| score_to_proto(c, &loaded.compiled, s, now))
+                .zip(&standings)
+                .map(|(c, s)| score_to_proto(c, &loaded.compiled, s))
                 .collect(),
         }))
     }
@@ -378,8 +376,7 @@ impl ScoringService for ScoringApi {
             score: Some(score_to_proto(
                 &request.contact_id,
                 &loaded.compiled,
-                &state,
-                now,
+                &state.standing(now),
             )),
             contributions,
         }))
@@ -474,14 +471,16 @@ impl ScoringService for ScoringApi {
             let Some(last) = contacts.last().cloned() else {
                 break;
             };
-            let before = self.states(&tenant, &baseline.compiled, &contacts).await?;
+            let before = self
+                .standings(&tenant, &baseline.compiled, &contacts)
+                .await?;
             let (histories, profiles) = self
                 .store
                 .recorded(&tenant, &contacts)
                 .await
                 .map_err(status)?;
             let empty = BTreeMap::new();
-            for (contact, state) in contacts.iter().zip(before) {
+            for (contact, standing) in contacts.iter().zip(before) {
                 let entries: Vec<LedgerEntry> = histories
                     .get(contact)
                     .into_iter()
@@ -506,7 +505,7 @@ impl ScoringService for ScoringApi {
                     now,
                     now,
                 );
-                let from = baseline.compiled.band(state.at(now).0);
+                let from = baseline.compiled.band(standing.total);
                 let to = draft.band(simulated.at(now).0);
                 *shifts.entry((from, to)).or_default() += 1;
                 scored += 1;

@@ -282,20 +282,57 @@ impl ScoreState {
 
     /// (total, fit, engagement) at `now`.
     pub fn at(&self, now: Micros) -> (f64, f64, f64) {
-        let contributions = self.contributions_at(now);
-        let engagement: f64 = contributions
-            .iter()
-            .filter(|c| c.kind == "event")
-            .map(|c| c.points)
-            .sum();
-        let fit: f64 = contributions
-            .iter()
-            .filter(|c| c.kind == "fit")
-            .map(|c| c.points)
-            .sum();
-        let total: f64 = contributions.iter().map(|c| c.points).sum();
-        (total, fit, engagement)
+        totals(
+            self.ref_time,
+            now,
+            self.rules.iter().map(|p| (p.value_at_ref, p.half_life)),
+            self.fit.iter().map(|(_, points)| *points),
+        )
     }
+
+    /// What a read shows of the score at `now`.
+    pub fn standing(&self, now: Micros) -> Standing {
+        let (total, fit, engagement) = self.at(now);
+        Standing {
+            total,
+            fit,
+            engagement,
+            model_version: self.model_version,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A score as a read shows it, at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standing {
+    /// Fit and engagement together.
+    pub total: f64,
+    /// Points of the fit rules that hold.
+    pub fit: f64,
+    /// Decayed points of the event rules.
+    pub engagement: f64,
+    /// The model version the score was computed with.
+    pub model_version: i64,
+    /// When the ledger or the attributes behind the score last changed.
+    pub updated_at: Micros,
+}
+
+/// (total, fit, engagement) at `now` of event rules' values at `ref_time` (with their
+/// half-lives) and fit rules' points. Added in the order [`ScoreState::contributions_at`]
+/// lists them, events first, so the total is the same float as the contributions' sum.
+pub fn totals(
+    ref_time: Micros,
+    now: Micros,
+    events: impl Iterator<Item = (f64, Option<Micros>)>,
+    fits: impl Iterator<Item = f64> + Clone,
+) -> (f64, f64, f64) {
+    let engagement: f64 = events
+        .map(|(value, half_life)| decay(value, half_life, ref_time, now))
+        .sum();
+    let fit: f64 = fits.clone().sum();
+    let total = fits.fold(engagement, |total, points| total + points);
+    (total, fit, engagement)
 }
 
 #[cfg(test)]
@@ -373,6 +410,30 @@ mod tests {
         let state = fold(&m, &ledger, &BTreeMap::new(), T0 + 8 * DAY, T0);
         assert_eq!(state.rules[0].awards, 4);
         assert!((state.at(T0 + 8 * DAY).0 - 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn totals_are_the_sums_of_the_contributions_to_the_last_bit() {
+        let m = model(&default_spec());
+        let mut attributes = BTreeMap::new();
+        attributes.insert("job_title".to_owned(), "VP Sales".to_owned());
+        attributes.insert("company".to_owned(), "Acme".to_owned());
+        let state = fold(&m, &spread_ledger(200), &attributes, T0 + 61 * DAY, T0);
+        let now = T0 + 75 * DAY;
+        let contributions = state.contributions_at(now);
+        let sum = |kind: Option<&str>| -> f64 {
+            contributions
+                .iter()
+                .filter(|c| kind.is_none_or(|k| c.kind == k))
+                .map(|c| c.points)
+                .sum()
+        };
+        let (total, fit, engagement) = state.at(now);
+        assert_eq!(total.to_bits(), sum(None).to_bits());
+        assert_eq!(fit.to_bits(), sum(Some("fit")).to_bits());
+        assert_eq!(engagement.to_bits(), sum(Some("event")).to_bits());
+        assert_eq!(contributions.iter().filter(|c| c.kind == "fit").count(), 2);
+        assert!(contributions.iter().filter(|c| c.kind == "event").count() > 2);
     }
 
     /// A ledger over capped and uncapped rules, `n` entries spread over 60 days in
