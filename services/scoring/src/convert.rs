@@ -120,14 +120,15 @@ pub(crate) fn model_to_proto(m: &ScoringModel) -> pb::ScoringModel {
     }
 }
 
-/// A score as the API shows it.
+/// A score as the API shows it; the contact's id moves into it (a reply of a hundred
+/// scores copies none).
 pub(crate) fn score_to_proto(
-    contact_id: &str,
+    contact_id: String,
     model: &CompiledModel,
     standing: &Standing,
 ) -> pb::Score {
     pb::Score {
-        contact_id: contact_id.to_owned(),
+        contact_id,
         model_id: model.id.clone(),
         total: standing.total,
         fit: standing.fit,

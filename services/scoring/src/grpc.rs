@@ -298,12 +298,9 @@ impl ScoringService for ScoringApi {
             .map_err(status)?;
         let contacts = [request.contact_id];
         let standings = self.standings(&tenant, &loaded.compiled, &contacts).await?;
+        let [contact_id] = contacts;
         Ok(Response::new(pb::GetScoreResponse {
-            score: Some(score_to_proto(
-                &contacts[0],
-                &loaded.compiled,
-                &standings[0],
-            )),
+            score: Some(score_to_proto(contact_id, &loaded.compiled, &standings[0])),
         }))
     }
 
@@ -336,7 +333,7 @@ impl ScoringService for ScoringApi {
         Ok(Response::new(pb::BatchGetScoresResponse {
             scores: request
                 .contact_ids
-                .iter()
+                .into_iter()
                 .zip(&standings)
                 .map(|(c, s)| score_to_proto(c, &loaded.compiled, s))
                 .collect(),
@@ -374,7 +371,7 @@ impl ScoringService for ScoringApi {
             .collect();
         Ok(Response::new(pb::ExplainScoreResponse {
             score: Some(score_to_proto(
-                &request.contact_id,
+                request.contact_id,
                 &loaded.compiled,
                 &state.standing(now),
             )),
