@@ -1,5 +1,6 @@
 //! The in-process cache of the embedded default.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
@@ -12,7 +13,7 @@ use crate::{CacheBackend, CacheError, Put};
 /// BatchGetScores(100) call's handling.)
 #[derive(Clone)]
 pub struct MemoryBackend {
-    entries: std::sync::Arc<Cache<String, (Vec<u8>, Instant)>>,
+    entries: Arc<Cache<String, (Vec<u8>, Instant)>>,
 }
 
 impl MemoryBackend {
@@ -20,7 +21,7 @@ impl MemoryBackend {
     pub fn new(capacity: u64) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
         Self {
-            entries: std::sync::Arc::new(Cache::new(capacity)),
+            entries: Arc::new(Cache::new(capacity)),
         }
     }
 
