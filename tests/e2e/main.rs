@@ -1,6 +1,7 @@
 //! Flows across services: contacts -> outbox -> scoring.
 #![allow(unreachable_pub)]
 
+mod admission;
 mod auth;
 mod erasure;
 mod journey;

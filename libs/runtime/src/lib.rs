@@ -3,6 +3,7 @@
 //! `tonic::Status`.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod auth;
 mod catch_panic;
 mod error;

@@ -35,6 +35,13 @@ pub struct TargetLabels {
     pub target: String,
 }
 
+/// Labels of per-method series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `service/method`.
+    pub method: String,
+}
+
 /// A refresher updates gauges from their sources before a scrape.
 pub type Refresher = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -103,6 +110,16 @@ impl Metrics {
         help: &str,
     ) -> Family<TargetLabels, Gauge<i64, AtomicI64>> {
         let family = Family::<TargetLabels, Gauge<i64, AtomicI64>>::default();
+        self.registry
+            .lock()
+            .expect("metrics registry")
+            .register(name, help, family.clone());
+        family
+    }
+
+    /// Registers a gauge family labelled by RPC method.
+    pub fn method_gauge(&self, name: &str, help: &str) -> Family<MethodLabels, Gauge> {
+        let family = Family::<MethodLabels, Gauge>::default();
         self.registry
             .lock()
             .expect("metrics registry")

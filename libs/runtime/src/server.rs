@@ -14,9 +14,12 @@ use crate::Shutdown;
 pub struct ServeOptions {
     /// Upper bound of a request's run time; a shorter `grpc-timeout` from the caller wins.
     pub request_timeout: Duration,
-    /// Requests handled at once across all connections; beyond it requests are shed with
-    /// RESOURCE_EXHAUSTED instead of queueing.
+    /// Most calls of one method handled at once across all connections. Each method's
+    /// limit adapts to its latency below this (see [`crate::admission`]); a call over it
+    /// waits at most `admission_wait`, then is shed with RESOURCE_EXHAUSTED.
     pub concurrency_limit: usize,
+    /// How long a call over its method's limit may wait for a slot.
+    pub admission_wait: Duration,
     /// How long in-flight requests may run on after shutdown begins.
     pub grace_period: Duration,
     /// Who may call, over what transport, and how this service calls others.
@@ -28,6 +31,7 @@ impl Default for ServeOptions {
         Self {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
+            admission_wait: Duration::from_millis(20),
             grace_period: Duration::from_secs(10),
             security: crate::Security::default(),
         }
@@ -91,10 +95,14 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(reflection_v1alpha);
 
+    let admission = std::sync::Arc::new(crate::admission::Admission::new(
+        options.concurrency_limit,
+        options.admission_wait,
+    ));
+    crate::admission::register_metrics(&admin.metrics, admission.clone());
     let layers = tower::ServiceBuilder::new()
         .layer(crate::metrics::RecordRpcs(admin.metrics))
-        .load_shed()
-        .concurrency_limit(options.concurrency_limit)
+        .layer(crate::admission::Admit(admission))
         .into_inner();
     let mut builder = Server::builder();
     if let Some(tls) = &options.security.tls {

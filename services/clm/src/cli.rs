@@ -177,9 +177,14 @@ pub(crate) struct ServerArgs {
     /// Upper bound on a request's run time, in seconds (a shorter grpc-timeout wins).
     #[arg(long, env = "CLM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) request_timeout_secs: u64,
-    /// Requests handled at once per service; more are shed with RESOURCE_EXHAUSTED.
+    /// Most calls of one RPC method handled at once per service. Each method's limit adapts
+    /// to its latency below this; a call over it waits up to --admission-wait-ms, then is
+    /// shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "CLM_CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub(crate) concurrency_limit: usize,
+    /// How long a call over its method's limit waits for a slot before it is shed, in ms.
+    #[arg(long, env = "CLM_ADMISSION_WAIT_MS", default_value_t = 20)]
+    pub(crate) admission_wait_ms: u64,
     /// Largest request message, in bytes.
     #[arg(long, env = "CLM_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub(crate) max_message_bytes: usize,
@@ -350,6 +355,9 @@ pub(crate) struct BenchArgs {
     /// ingest: interactions per stream message (and rows per INSERT of the floor).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub(crate) batch_size: u64,
+    /// overload: contacts of the demo tenant (the demo's seed 1) whose funnel is read.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) demo_contacts: u64,
     /// ingest: the suite's storage, where the floor is measured and the outboxes are watched.
     #[command(flatten)]
     pub(crate) store: StoreArgs,

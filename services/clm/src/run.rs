@@ -143,6 +143,7 @@ fn serve_options(
     Ok(ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout_secs),
         concurrency_limit: args.concurrency_limit,
+        admission_wait: Duration::from_millis(args.admission_wait_ms),
         grace_period: Duration::from_secs(args.grace_period_secs),
         security,
     })

@@ -22,21 +22,20 @@ macro_rules! report_row {
     }};
 }
 
+/// The demo's funnel: a visit, a demo request, a purchase.
+pub(super) fn funnel() -> pb::GetFunnelRequest {
+    pb::GetFunnelRequest {
+        steps: vec!["page_view".into(), "demo_request".into(), "purchase".into()],
+        ..Default::default()
+    }
+}
+
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
     let analytics = connect_analytics(&args.client).await?;
     let baseline = super::health_baseline(args, &args.client.analytics_addr, "analytics").await?;
     let rows = vec![
         baseline,
-        report_row!(
-            args,
-            analytics,
-            "GetFunnel",
-            get_funnel,
-            pb::GetFunnelRequest {
-                steps: vec!["page_view".into(), "demo_request".into(), "purchase".into()],
-                ..Default::default()
-            }
-        ),
+        report_row!(args, analytics, "GetFunnel", get_funnel, funnel()),
         report_row!(
             args,
             analytics,

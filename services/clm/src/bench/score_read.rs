@@ -47,14 +47,14 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
 
 /// GetScore over the seeded contacts, each worker rotating through them.
 #[derive(Clone)]
-pub(super) struct ScoreReader {
-    pub(super) scoring: Scoring,
-    pub(super) ids: Vec<String>,
+struct ScoreReader {
+    scoring: Scoring,
+    ids: Vec<String>,
 }
 
 impl ScoreReader {
     /// The `n`-th read of `worker`.
-    pub(super) fn get(
+    fn get(
         &self,
         worker: usize,
         n: u64,
@@ -75,7 +75,7 @@ impl ScoreReader {
 
 /// Creates the contacts, each with a demo request, and waits until all have a score (so
 /// every later read is served from the cache).
-pub(super) async fn seed(args: &BenchArgs) -> Result<Vec<String>, BoxError> {
+async fn seed(args: &BenchArgs) -> Result<Vec<String>, BoxError> {
     let mut contacts = connect_contacts(&args.client).await?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let mut ids = Vec::with_capacity(CONTACTS);

@@ -24,6 +24,61 @@ const BATCH: usize = 500;
 const CONTACTS_PER_CALL: u64 = 5_000;
 
 pub(crate) async fn demo(args: DemoArgs) -> Result<(), BoxError> {
+    let started = Instant::now();
+    let loaded = load(&args).await?;
+    let mut summary = table::new(&["what", "stored", "already there", "rejected"]);
+    summary.add_row(vec![
+        "contacts".to_owned(),
+        loaded.imported.created.to_string(),
+        loaded.imported.updated.to_string(),
+        loaded.imported.rejected.to_string(),
+    ]);
+    summary.add_row(vec![
+        "spend periods".to_owned(),
+        loaded.spend.0.to_string(),
+        loaded.spend.1.to_string(),
+        "0".to_owned(),
+    ]);
+    summary.add_row(vec![
+        "interactions".to_owned(),
+        loaded.recorded.accepted.to_string(),
+        loaded.recorded.duplicates.to_string(),
+        loaded.recorded.rejected_count.to_string(),
+    ]);
+    println!("{summary}");
+    println!(
+        "seed {}, {} days up to {}, loaded in {:.1} s; scores, stages and reports follow as the \
+         services deliver their events (`clm outbox` shows what is still on its way)",
+        loaded.plan.seed,
+        loaded.plan.days,
+        chrono::DateTime::from_timestamp_micros(loaded.plan.anchor).unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    );
+    loaded.complete()
+}
+
+/// What a load stored.
+pub(crate) struct Loaded {
+    plan: Plan,
+    imported: pb::ImportContactsResponse,
+    /// Spend periods (stored, already there).
+    spend: (u64, u64),
+    recorded: pb::RecordInteractionsResponse,
+}
+
+impl Loaded {
+    /// An error when any generated row was rejected.
+    pub(crate) fn complete(&self) -> Result<(), BoxError> {
+        if self.imported.rejected + self.recorded.rejected_count > 0 {
+            return Err("some generated rows were rejected: see the table above".into());
+        }
+        Ok(())
+    }
+}
+
+/// Loads the demo tenant `args` describes (progress bars on standard error, nothing on
+/// standard output).
+pub(crate) async fn load(args: &DemoArgs) -> Result<Loaded, BoxError> {
     let plan = Plan {
         seed: args.seed,
         days: args.days,
@@ -33,58 +88,40 @@ pub(crate) async fn demo(args: DemoArgs) -> Result<(), BoxError> {
             None => chrono::Utc::now().timestamp_micros() / DAY * DAY,
         },
     };
-    let started = Instant::now();
     let bars = MultiProgress::new();
     let mut contacts = connect_contacts(&args.client).await?;
 
     let imported = import(&mut contacts, &plan, args.contacts, &bars).await?;
     let filter = format!("attributes.demo_seed = \"{}\"", plan.seed);
     let ids = crate::client::ids_by_email(&mut contacts, &filter).await?;
-    let spend = record_spend(&args, &plan, &bars).await?;
+    let spend = record_spend(args, &plan, &bars).await?;
     let recorded =
         record_interactions(&contacts, &plan, args.contacts, &ids, args.streams, &bars).await?;
     bars.clear()?;
-
-    let mut summary = table::new(&["what", "stored", "already there", "rejected"]);
-    summary.add_row(vec![
-        "contacts".to_owned(),
-        imported.created.to_string(),
-        imported.updated.to_string(),
-        imported.rejected.to_string(),
-    ]);
-    summary.add_row(vec![
-        "spend periods".to_owned(),
-        spend.0.to_string(),
-        spend.1.to_string(),
-        "0".to_owned(),
-    ]);
-    summary.add_row(vec![
-        "interactions".to_owned(),
-        recorded.accepted.to_string(),
-        recorded.duplicates.to_string(),
-        recorded.rejected_count.to_string(),
-    ]);
-    println!("{summary}");
-    println!(
-        "seed {}, {} days up to {}, loaded in {:.1} s; scores, stages and reports follow as the \
-         services deliver their events (`clm outbox` shows what is still on its way)",
-        plan.seed,
-        plan.days,
-        chrono::DateTime::from_timestamp_micros(plan.anchor).unwrap_or_default(),
-        started.elapsed().as_secs_f64()
-    );
-    if imported.rejected + recorded.rejected_count > 0 {
-        return Err("some generated rows were rejected: see the table above".into());
-    }
-    Ok(())
+    Ok(Loaded {
+        plan,
+        imported,
+        spend,
+        recorded,
+    })
 }
 
 const DAY: i64 = 86_400_000_000;
 
+/// The demo's arguments as `clm demo` takes them without any.
+pub(crate) fn defaults() -> Result<DemoArgs, BoxError> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+    Ok(Defaults::try_parse_from(["demo"])?.demo)
+}
+
 /// `clm up --demo`: the demo's defaults against the suite `clm up` starts, with a token of
 /// every public scope when tokens are checked.
 pub(crate) fn for_up(up: &crate::cli::UpArgs) -> Result<DemoArgs, BoxError> {
-    use clap::Parser;
     if up.server.tls.tls_cert_file.is_some() {
         return Err("--demo runs without TLS only; load the tenant with `clm demo`".into());
     }
@@ -100,12 +137,7 @@ pub(crate) fn for_up(up: &crate::cli::UpArgs) -> Result<DemoArgs, BoxError> {
     } else {
         None
     };
-    #[derive(Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        demo: DemoArgs,
-    }
-    let mut demo = Defaults::try_parse_from(["demo"])?.demo;
+    let mut demo = defaults()?;
     demo.client.contacts_addr = up.contacts_addr.to_string();
     demo.client.scoring_addr = up.scoring_addr.to_string();
     demo.client.lifecycle_addr = up.lifecycle_addr.to_string();

@@ -371,6 +371,8 @@ backend_tests!(
         let overload = suite.stdout(&[
             "bench",
             "overload",
+            "--demo-contacts",
+            "20",
             "--duration",
             "200ms",
             "--concurrency",
