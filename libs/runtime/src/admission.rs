@@ -11,8 +11,10 @@
 //! cheap method is smoothed, not refused), then is refused with RESOURCE_EXHAUSTED.
 //!
 //! Client-streaming methods (a stream's call lasts as long as its client keeps sending) say
-//! nothing about the server's capacity by their duration: they only count against the
-//! configured maximum.
+//! nothing about the server's capacity by their duration, and the health check must answer
+//! while the server is busy (an orchestrator told NOT_SERVING or refused restarts it): both
+//! only count against the configured maximum. Durations under [`LATENCY_FLOOR`] count as
+//! the floor, so a method answered from memory is never limited for the scheduler's noise.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +36,12 @@ const INITIAL_LIMIT: usize = 20;
 /// queue looks empty against it, and the limit climbs back to the maximum (measured: from
 /// 20 to 1,024 within 8 s of three times a funnel's capacity).
 const PROBE_MULTIPLIER: usize = 10_000;
+
+/// Calls shorter than this are taken as this long. A call answered from memory takes a few
+/// microseconds, and a scheduling hiccup makes it hundreds: read as a queue, that lowered
+/// the health check's limit until 32 callers were refused (192 refusals in 5 s on a noisy
+/// machine). Queues that matter are measured in milliseconds.
+const LATENCY_FLOOR: Duration = Duration::from_millis(1);
 
 /// The methods a server knows, by gRPC path (`/package.Service/Method`), with whether each
 /// takes a client stream: every clm service's and the standard health check's.
@@ -95,7 +103,7 @@ impl Admission {
         let by_method = published_methods()
             .into_iter()
             .map(|(path, client_streaming)| {
-                let limiter = if client_streaming {
+                let limiter = if client_streaming || path.starts_with("/grpc.health.v1.Health/") {
                     Limiter::fixed(max)
                 } else {
                     Limiter::adaptive(max)
@@ -236,7 +244,9 @@ impl Limiter {
         let in_flight = control
             .permits
             .saturating_sub(self.semaphore.available_permits());
-        control.vegas.update(rtt, in_flight, failed, false);
+        control
+            .vegas
+            .update(rtt.max(LATENCY_FLOOR), in_flight, failed, false);
         control.calls += 1;
         let wanted = control.vegas.max_concurrency();
         if wanted > control.permits {
@@ -342,6 +352,7 @@ mod tests {
         assert_eq!(admission.by_method.len(), methods.len());
         assert_eq!(admission.limit(GET_SCORE), INITIAL_LIMIT);
         assert_eq!(admission.limit(RECORD_INTERACTIONS), 64);
+        assert_eq!(admission.limit("/grpc.health.v1.Health/Check"), 64);
     }
 
     #[tokio::test]
@@ -414,6 +425,31 @@ mod tests {
         }
         drop(held);
         assert!(limiter.limit() > lowered, "limit {}", limiter.limit());
+    }
+
+    #[test]
+    fn calls_faster_than_the_floor_never_lower_the_limit() {
+        let limiter = Limiter::adaptive(100);
+        let held: Vec<_> = (0..INITIAL_LIMIT)
+            .map(|_| {
+                limiter
+                    .semaphore
+                    .clone()
+                    .try_acquire_owned()
+                    .expect("a slot")
+            })
+            .collect();
+        limiter.observe(Duration::from_micros(5), false);
+        for _ in 0..10 {
+            // A hundred times the fastest call, but under a millisecond.
+            limiter.observe(Duration::from_micros(500), false);
+        }
+        drop(held);
+        assert!(
+            limiter.limit() >= INITIAL_LIMIT,
+            "limit {}",
+            limiter.limit()
+        );
     }
 
     #[test]
