@@ -335,6 +335,15 @@ fn server_fault<R>(response: &http::Response<R>) -> bool {
 mod tests {
     use super::*;
 
+    impl Limiter {
+        /// Takes `n` slots, as `n` calls in flight would.
+        fn hold(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+            (0..n)
+                .map(|_| self.semaphore.clone().try_acquire_owned().expect("a slot"))
+                .collect()
+        }
+    }
+
     const GET_SCORE: &str = "/clm.scoring.v1.ScoringService/GetScore";
     const RECORD_INTERACTIONS: &str = "/clm.contacts.v1.ContactsService/RecordInteractions";
 
@@ -395,21 +404,10 @@ mod tests {
     #[test]
     fn calls_that_queue_lower_the_limit_and_calls_that_do_not_raise_it() {
         let limiter = Limiter::adaptive(100);
-        let hold = |n: usize| -> Vec<OwnedSemaphorePermit> {
-            (0..n)
-                .map(|_| {
-                    limiter
-                        .semaphore
-                        .clone()
-                        .try_acquire_owned()
-                        .expect("a slot")
-                })
-                .collect()
-        };
         // The first call sets the no-load duration: 1 ms.
         limiter.observe(Duration::from_millis(1), false);
         // Twenty at once, each taking ten times as long (a long queue), ending one by one.
-        let mut held = hold(20);
+        let mut held = limiter.hold(20);
         for _ in 0..10 {
             limiter.observe(Duration::from_millis(10), false);
             held.pop();
@@ -419,7 +417,7 @@ mod tests {
         assert!(lowered < INITIAL_LIMIT, "limit {lowered}");
         assert_eq!(limiter.semaphore.available_permits(), lowered);
         // Then as many as allowed, at the no-load duration: no queue, so it grows.
-        let held = hold(lowered);
+        let held = limiter.hold(lowered);
         for _ in 0..5 {
             limiter.observe(Duration::from_millis(1), false);
         }
@@ -430,15 +428,7 @@ mod tests {
     #[test]
     fn calls_faster_than_the_floor_never_lower_the_limit() {
         let limiter = Limiter::adaptive(100);
-        let held: Vec<_> = (0..INITIAL_LIMIT)
-            .map(|_| {
-                limiter
-                    .semaphore
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("a slot")
-            })
-            .collect();
+        let held = limiter.hold(INITIAL_LIMIT);
         limiter.observe(Duration::from_micros(5), false);
         for _ in 0..10 {
             // A hundred times the fastest call, but under a millisecond.
