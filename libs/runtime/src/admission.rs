@@ -97,7 +97,8 @@ pub struct Admission {
 
 impl Admission {
     /// Limits for every published method: adaptive up to `max` calls at once each, fixed at
-    /// `max` for client streams; a call over its limit waits at most `wait` for a slot.
+    /// `max` for client streams and the health check; a call over its limit waits at most
+    /// `wait` for a slot.
     pub fn new(max: usize, wait: Duration) -> Self {
         let max = max.max(1);
         let by_method = published_methods()
