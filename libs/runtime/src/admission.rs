@@ -159,7 +159,7 @@ impl Admission {
         };
         Some(Admitted {
             limiter,
-            _permit: permit,
+            permit,
             started: Instant::now(),
         })
     }
@@ -169,7 +169,7 @@ impl Admission {
 #[derive(Debug)]
 pub struct Admitted {
     limiter: Limiter,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     started: Instant,
 }
 
@@ -177,7 +177,11 @@ impl Admitted {
     /// The call ended (`failed`: the server could not serve it); its duration updates its
     /// method's limit.
     pub fn finish(self, failed: bool) {
-        self.limiter.observe(self.started.elapsed(), failed);
+        if self.limiter.observe(self.started.elapsed(), failed) {
+            // The limit shrank and no slot was free to take away: this one goes instead of
+            // passing to the next waiting call.
+            self.permit.forget();
+        }
     }
 }
 
@@ -236,10 +240,11 @@ impl Limiter {
     }
 
     /// Feeds one call's duration to the algorithm (the call still holds its slot, so it
-    /// counts as in flight) and resizes the slots to the new limit.
-    fn observe(&self, rtt: Duration, failed: bool) {
+    /// counts as in flight) and resizes the slots to the new limit. True when the limit is
+    /// lower than the slots and none is free: the caller's slot must go.
+    fn observe(&self, rtt: Duration, failed: bool) -> bool {
         let Sizing::Adaptive(control) = &self.sizing else {
-            return;
+            return false;
         };
         let mut control = control.lock().unwrap_or_else(|e| e.into_inner());
         let in_flight = control
@@ -254,10 +259,16 @@ impl Limiter {
             self.semaphore.add_permits(wanted - control.permits);
             control.permits = wanted;
         } else if wanted < control.permits {
-            // Only free slots can be taken away now; the rest go as their calls end and
-            // the next calls shrink the limit again.
+            // Free slots go at once. A slot a call frees passes straight to the next waiting
+            // call, so while calls wait none is ever free: then the ending call's own slot
+            // goes, one per call, as the limit asks.
             control.permits -= self.semaphore.forget_permits(control.permits - wanted);
+            if wanted < control.permits {
+                control.permits -= 1;
+                return true;
+            }
         }
+        false
     }
 }
 
@@ -410,8 +421,10 @@ mod tests {
         // Twenty at once, each taking ten times as long (a long queue), ending one by one.
         let mut held = limiter.hold(20);
         for _ in 0..10 {
-            limiter.observe(Duration::from_millis(10), false);
-            held.pop();
+            let ending = held.pop().expect("a call");
+            if limiter.observe(Duration::from_millis(10), false) {
+                ending.forget();
+            }
         }
         drop(held);
         let lowered = limiter.limit();
@@ -424,6 +437,43 @@ mod tests {
         }
         drop(held);
         assert!(limiter.limit() > lowered, "limit {}", limiter.limit());
+    }
+
+    #[tokio::test]
+    async fn the_limit_shrinks_while_calls_wait_for_every_freed_slot() {
+        let limiter = Limiter::adaptive(100);
+        limiter.observe(Duration::from_millis(1), false);
+        let mut held = limiter.hold(INITIAL_LIMIT);
+        let waiting: Vec<_> = (0..10)
+            .map(|_| tokio::spawn(limiter.semaphore.clone().acquire_owned()))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..10 {
+            let ending = held.pop().expect("a call");
+            if limiter.observe(Duration::from_millis(10), false) {
+                ending.forget();
+            }
+        }
+        let lowered = limiter.limit();
+        assert!(lowered < INITIAL_LIMIT, "limit {lowered}");
+        // Every slot still in use, and no more of them than the limit.
+        let mut admitted = held.len();
+        for mut waiter in waiting {
+            match tokio::time::timeout(Duration::from_millis(20), &mut waiter).await {
+                Ok(Ok(Ok(permit))) => {
+                    admitted += 1;
+                    drop(permit);
+                }
+                _ => waiter.abort(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            admitted <= lowered,
+            "{admitted} admitted under a limit of {lowered}"
+        );
+        drop(held);
+        assert_eq!(limiter.semaphore.available_permits(), lowered);
     }
 
     #[test]
