@@ -31,7 +31,7 @@ impl Default for ServeOptions {
         Self {
             request_timeout: Duration::from_secs(30),
             concurrency_limit: 1024,
-            admission_wait: Duration::from_millis(20),
+            admission_wait: Duration::from_millis(5),
             grace_period: Duration::from_secs(10),
             security: crate::Security::default(),
         }

@@ -183,7 +183,7 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "CLM_CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub(crate) concurrency_limit: usize,
     /// How long a call over its method's limit waits for a slot before it is shed, in ms.
-    #[arg(long, env = "CLM_ADMISSION_WAIT_MS", default_value_t = 20)]
+    #[arg(long, env = "CLM_ADMISSION_WAIT_MS", default_value_t = 5)]
     pub(crate) admission_wait_ms: u64,
     /// Largest request message, in bytes.
     #[arg(long, env = "CLM_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
