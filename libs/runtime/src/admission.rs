@@ -7,8 +7,8 @@
 //! second, it refuses the first for no reason. Each method's limit follows TCP Vegas
 //! (`tower_acc::Vegas`): from the method's fastest call it estimates how many calls are
 //! queueing rather than running, and lowers the limit while that queue is long. A request
-//! over its method's limit waits at most the admission wait for a slot (so a burst of a
-//! cheap method is smoothed, not refused), then is refused with RESOURCE_EXHAUSTED.
+//! over its method's limit is refused with RESOURCE_EXHAUSTED, at once by default, or after
+//! waiting up to the admission wait for a slot (a burst smoothed rather than refused).
 //!
 //! Client-streaming methods (a stream's call lasts as long as its client keeps sending) say
 //! nothing about the server's capacity by their duration, and the health check must answer
@@ -149,6 +149,7 @@ impl Admission {
         let limiter = self.limiter(path).clone();
         let permit = match limiter.semaphore.clone().try_acquire_owned() {
             Ok(permit) => permit,
+            Err(_) if self.wait.is_zero() => return None,
             Err(_) => {
                 tokio::time::timeout(self.wait, limiter.semaphore.clone().acquire_owned())
                     .await

@@ -178,12 +178,13 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "CLM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) request_timeout_secs: u64,
     /// Most calls of one RPC method handled at once per service. Each method's limit adapts
-    /// to its latency below this; a call over it waits up to --admission-wait-ms, then is
-    /// shed with RESOURCE_EXHAUSTED.
+    /// to its latency below this; a call over it is shed with RESOURCE_EXHAUSTED (after
+    /// --admission-wait-ms).
     #[arg(long, env = "CLM_CONCURRENCY_LIMIT", default_value_t = 1024)]
     pub(crate) concurrency_limit: usize,
-    /// How long a call over its method's limit waits for a slot before it is shed, in ms.
-    #[arg(long, env = "CLM_ADMISSION_WAIT_MS", default_value_t = 5)]
+    /// How long a call over its method's limit may wait for a slot before it is shed, in ms
+    /// (0: shed at once).
+    #[arg(long, env = "CLM_ADMISSION_WAIT_MS", default_value_t = 0)]
     pub(crate) admission_wait_ms: u64,
     /// Largest request message, in bytes.
     #[arg(long, env = "CLM_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024 * 1024)]
