@@ -12,19 +12,14 @@ backend_tests!(
     a_call_over_its_methods_limit_is_refused_and_other_methods_are_served,
     |db: TestDatabase| async move {
         let shutdown = Shutdown::new();
-        let mut config = clm_contacts::Config::embedded(
-            "127.0.0.1:0".parse().unwrap(),
-            db.data_dir().to_path_buf(),
-        );
-        config.database_url = db.database_url();
+        let serve = clm_runtime::ServeOptions {
+            concurrency_limit: 1,
+            admission_wait: Duration::from_millis(50),
+            ..clm_runtime::ServeOptions::default()
+        };
         // No scoring listens there: the relay's failures do not concern this test.
-        config.scoring_addr = Some(clm_e2e::free_addr().to_string());
-        config.serve.concurrency_limit = 1;
-        config.serve.admission_wait = Duration::from_millis(50);
-        let app = clm_contacts::Application::build(config).await.unwrap();
-        let addr = app.local_addr();
-        tokio::spawn(app.run_until_stopped(shutdown.clone()));
-        let channel = clm_e2e::serving(addr, clm_contacts::SERVICE_NAME).await;
+        let channel =
+            clm_e2e::start_contacts_serving(&db, clm_e2e::free_addr(), serve, &shutdown).await;
         let mut client = ContactsServiceClient::new(channel);
 
         // An open RecordInteractions stream holds the method's one slot.

@@ -32,6 +32,22 @@ pub async fn start_contacts(
     scoring_addr: SocketAddr,
     shutdown: &Shutdown,
 ) -> Channel {
+    start_contacts_serving(
+        db,
+        scoring_addr,
+        clm_runtime::ServeOptions::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`start_contacts`] with the server's limits and timings of `serve`.
+pub async fn start_contacts_serving(
+    db: &TestDatabase,
+    scoring_addr: SocketAddr,
+    serve: clm_runtime::ServeOptions,
+    shutdown: &Shutdown,
+) -> Channel {
     let mut config = clm_contacts::Config::embedded(
         "127.0.0.1:0".parse().expect("an address"),
         db.data_dir().to_path_buf(),
@@ -39,6 +55,7 @@ pub async fn start_contacts(
     config.database_url = db.database_url();
     config.scoring_addr = Some(scoring_addr.to_string());
     config.relay = quick_relay();
+    config.serve = serve;
     let app = clm_contacts::Application::build(config)
         .await
         .expect("contacts starts");

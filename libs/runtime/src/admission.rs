@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -44,8 +44,14 @@ const PROBE_MULTIPLIER: usize = 10_000;
 const LATENCY_FLOOR: Duration = Duration::from_millis(1);
 
 /// The methods a server knows, by gRPC path (`/package.Service/Method`), with whether each
-/// takes a client stream: every clm service's and the standard health check's.
-pub(crate) fn published_methods() -> Vec<(String, bool)> {
+/// takes a client stream: every clm service's and the standard health check's. Decoded once
+/// per process (`clm up` starts four servers).
+pub(crate) fn published_methods() -> &'static [(String, bool)] {
+    static METHODS: LazyLock<Vec<(String, bool)>> = LazyLock::new(decode_methods);
+    &METHODS
+}
+
+fn decode_methods() -> Vec<(String, bool)> {
     let mut methods = Vec::new();
     for encoded in [
         clm_proto::FILE_DESCRIPTOR_SET,
@@ -102,14 +108,14 @@ impl Admission {
     pub fn new(max: usize, wait: Duration) -> Self {
         let max = max.max(1);
         let by_method = published_methods()
-            .into_iter()
+            .iter()
             .map(|(path, client_streaming)| {
-                let limiter = if client_streaming || path.starts_with("/grpc.health.v1.Health/") {
+                let limiter = if *client_streaming || path.starts_with("/grpc.health.v1.Health/") {
                     Limiter::fixed(max)
                 } else {
                     Limiter::adaptive(max)
                 };
-                (path, limiter)
+                (path.clone(), limiter)
             })
             .collect();
         Self {
@@ -121,11 +127,6 @@ impl Admission {
 
     fn limiter(&self, path: &str) -> &Limiter {
         self.by_method.get(path).unwrap_or(&self.other)
-    }
-
-    /// The current limit of the method at `path`.
-    pub fn limit(&self, path: &str) -> usize {
-        self.limiter(path).limit()
     }
 
     /// The current limit of every adaptive method called so far, by `service/method`.
@@ -195,7 +196,7 @@ struct Limiter {
 
 #[derive(Debug, Clone)]
 enum Sizing {
-    Fixed(usize),
+    Fixed,
     Adaptive(Arc<Mutex<Control>>),
 }
 
@@ -212,7 +213,7 @@ impl Limiter {
     fn fixed(max: usize) -> Self {
         Self {
             semaphore: Arc::new(Semaphore::new(max)),
-            sizing: Sizing::Fixed(max),
+            sizing: Sizing::Fixed,
         }
     }
 
@@ -230,13 +231,6 @@ impl Limiter {
                 permits,
                 calls: 0,
             }))),
-        }
-    }
-
-    fn limit(&self) -> usize {
-        match &self.sizing {
-            Sizing::Fixed(limit) => *limit,
-            Sizing::Adaptive(control) => control.lock().unwrap_or_else(|e| e.into_inner()).permits,
         }
     }
 
@@ -349,11 +343,28 @@ mod tests {
     use super::*;
 
     impl Limiter {
+        /// The current limit (for a fixed one: its free slots, so with no call in flight).
+        fn limit(&self) -> usize {
+            match &self.sizing {
+                Sizing::Fixed => self.semaphore.available_permits(),
+                Sizing::Adaptive(control) => {
+                    control.lock().unwrap_or_else(|e| e.into_inner()).permits
+                }
+            }
+        }
+
         /// Takes `n` slots, as `n` calls in flight would.
         fn hold(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
             (0..n)
                 .map(|_| self.semaphore.clone().try_acquire_owned().expect("a slot"))
                 .collect()
+        }
+    }
+
+    impl Admission {
+        /// The current limit of the method at `path`.
+        fn limit(&self, path: &str) -> usize {
+            self.limiter(path).limit()
         }
     }
 
@@ -393,6 +404,17 @@ mod tests {
         drop(first);
         assert!(admission.admit(GET_SCORE).await.is_some());
         drop(second);
+    }
+
+    #[tokio::test]
+    async fn without_a_wait_a_call_over_its_methods_limit_is_refused_at_once() {
+        let admission = Admission::new(1, Duration::ZERO);
+        let held = admission.admit(GET_SCORE).await.expect("a free slot");
+        let started = Instant::now();
+        assert!(admission.admit(GET_SCORE).await.is_none());
+        assert!(started.elapsed() < Duration::from_millis(5));
+        drop(held);
+        assert!(admission.admit(GET_SCORE).await.is_some());
     }
 
     #[tokio::test]

@@ -16,7 +16,8 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Most calls of one method handled at once across all connections. Each method's
     /// limit adapts to its latency below this (see [`crate::admission`]); a call over it
-    /// waits at most `admission_wait` (zero: not at all), then is shed with RESOURCE_EXHAUSTED.
+    /// waits at most `admission_wait` (zero: not at all), then is shed with
+    /// RESOURCE_EXHAUSTED.
     pub concurrency_limit: usize,
     /// How long a call over its method's limit may wait for a slot.
     pub admission_wait: Duration,

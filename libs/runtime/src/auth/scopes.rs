@@ -111,8 +111,8 @@ mod tests {
     /// Every method of every clm service in the published descriptor set.
     fn published_methods() -> Vec<String> {
         crate::admission::published_methods()
-            .into_iter()
-            .map(|(path, _)| path)
+            .iter()
+            .map(|(path, _)| path.clone())
             .filter(|path| path.starts_with("/clm."))
             .collect()
     }
