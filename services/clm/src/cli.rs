@@ -295,6 +295,20 @@ pub(crate) struct ClientArgs {
     /// unavailable or shedding load.
     #[arg(long, env = "CLM_CALL_TIMEOUT_SECS", default_value_t = 30)]
     pub(crate) call_timeout_secs: u64,
+    /// Attempts of an idempotent call, the first included (not a flag; see [`Self::once`]).
+    #[arg(skip = crate::client::ATTEMPTS)]
+    pub(crate) attempts: u32,
+}
+
+impl ClientArgs {
+    /// The same client, sending every call once: what a load generator measures must be
+    /// one attempt, or a refusal retried after its backoff reads as one slow call.
+    pub(crate) fn once(&self) -> Self {
+        Self {
+            attempts: 1,
+            ..self.clone()
+        }
+    }
 }
 
 /// What `clm bench` measures.

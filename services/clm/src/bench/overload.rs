@@ -23,7 +23,7 @@ const OVERLOAD: f64 = 3.0;
 const MAX_OUTSTANDING: usize = 2048;
 
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
-    let analytics = connect_analytics(&args.client).await?;
+    let analytics = connect_analytics(&args.client.once()).await?;
     load_tenant(args, analytics.clone()).await?;
     let get = move |_: usize, _: u64| {
         let mut analytics = analytics.clone();

@@ -31,7 +31,7 @@ pub(super) fn funnel() -> pb::GetFunnelRequest {
 }
 
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
-    let analytics = connect_analytics(&args.client).await?;
+    let analytics = connect_analytics(&args.client.once()).await?;
     let baseline = super::health_baseline(args, &args.client.analytics_addr, "analytics").await?;
     let rows = vec![
         baseline,

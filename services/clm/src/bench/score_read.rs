@@ -15,7 +15,7 @@ const CONTACTS: usize = 100;
 
 pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
     let ids = seed(args).await?;
-    let scoring = connect_scoring(&args.client).await?;
+    let scoring = connect_scoring(&args.client.once()).await?;
     let (c, d) = (args.concurrency, args.duration);
 
     let baseline = health_baseline(args, &args.client.scoring_addr, "scoring").await?;

@@ -12,6 +12,7 @@ pub(crate) use contacts::{contacts, ids_by_email};
 pub(crate) use interactions::{interactions, parse_time};
 pub(crate) use lifecycle::{segments, stage, watch};
 pub(crate) use report::report;
+pub(crate) use retry::ATTEMPTS;
 pub(crate) use scoring::{models, score};
 
 use tonic::service::interceptor::InterceptedService;
@@ -119,7 +120,7 @@ fn context(args: &ClientArgs) -> Result<CallContext, BoxError> {
 pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxError> {
     let channel = channel(args, &args.contacts_addr, "contacts").await?;
     Ok(ContactsServiceClient::with_interceptor(
-        retry::RetryIdempotent::new(channel),
+        retry::RetryIdempotent::new(channel, args.attempts),
         context(args)?,
     ))
 }
@@ -128,7 +129,7 @@ pub(crate) async fn connect_contacts(args: &ClientArgs) -> Result<Contacts, BoxE
 pub(crate) async fn connect_scoring(args: &ClientArgs) -> Result<Scoring, BoxError> {
     let channel = channel(args, &args.scoring_addr, "scoring").await?;
     Ok(ScoringServiceClient::with_interceptor(
-        retry::RetryIdempotent::new(channel),
+        retry::RetryIdempotent::new(channel, args.attempts),
         context(args)?,
     ))
 }
@@ -139,7 +140,7 @@ pub(crate) type Lifecycle = LifecycleServiceClient<InterceptedService<Wire, Call
 pub(crate) async fn connect_lifecycle(args: &ClientArgs) -> Result<Lifecycle, BoxError> {
     let channel = channel(args, &args.lifecycle_addr, "lifecycle").await?;
     Ok(LifecycleServiceClient::with_interceptor(
-        retry::RetryIdempotent::new(channel),
+        retry::RetryIdempotent::new(channel, args.attempts),
         context(args)?,
     ))
 }
@@ -150,7 +151,7 @@ pub(crate) type Analytics = AnalyticsServiceClient<InterceptedService<Wire, Call
 pub(crate) async fn connect_analytics(args: &ClientArgs) -> Result<Analytics, BoxError> {
     let channel = channel(args, &args.analytics_addr, "analytics").await?;
     Ok(AnalyticsServiceClient::with_interceptor(
-        retry::RetryIdempotent::new(channel),
+        retry::RetryIdempotent::new(channel, args.attempts),
         context(args)?,
     ))
 }

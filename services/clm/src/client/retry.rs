@@ -2,7 +2,8 @@
 //! restarting or draining; RESOURCE_EXHAUSTED: shedding load) or that never reached it is
 //! sent again after a backoff with jitter, up to [`ATTEMPTS`] times, but only when sending
 //! it twice is harmless: reads, and RecordInteraction (deduped by the caller's event id).
-//! Any other call fails at once: it may have taken effect.
+//! Any other call fails at once: it may have taken effect. A load generator sends each call
+//! once ([`RetryIdempotent::once`]): a retried refusal would be measured as one slow call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use tower::{Service, ServiceExt};
 use crate::run::BoxError;
 
 /// Attempts of one idempotent call, the first included.
-const ATTEMPTS: u32 = 4;
+pub(crate) const ATTEMPTS: u32 = 4;
 /// The delay before the first retry; it doubles for each further one.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 
@@ -42,11 +43,17 @@ fn refused(response: &http::Response<Body>) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) struct RetryIdempotent<S> {
     inner: S,
+    /// Attempts of an idempotent call, the first included.
+    attempts: u32,
 }
 
 impl<S> RetryIdempotent<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        Self { inner }
+    /// Idempotent calls are sent up to `attempts` times (at least once).
+    pub(crate) fn new(inner: S, attempts: u32) -> Self {
+        Self {
+            inner,
+            attempts: attempts.max(1),
+        }
     }
 }
 
@@ -68,7 +75,8 @@ where
         // The service that was polled ready takes this call; a clone stays for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !idempotent(request.uri().path()) {
+        let attempts = self.attempts;
+        if attempts == 1 || !idempotent(request.uri().path()) {
             let call = inner.call(request);
             return Box::pin(async move { call.await.map_err(Into::into) });
         }
@@ -92,7 +100,7 @@ where
                     Ok(response) => refused(response),
                     Err(_) => true, // not sent, or the connection failed
                 };
-                if !retry || attempt == ATTEMPTS {
+                if !retry || attempt == attempts {
                     return answer.map_err(Into::into);
                 }
                 tokio::time::sleep(delay.mul_f64(0.5 + rand::random::<f64>() / 2.0)).await;
@@ -141,8 +149,17 @@ mod tests {
     }
 
     async fn call(path: &str, refusals: u32, code: tonic::Code) -> (String, u32) {
+        call_with(ATTEMPTS, path, refusals, code).await
+    }
+
+    async fn call_with(
+        attempts: u32,
+        path: &str,
+        refusals: u32,
+        code: tonic::Code,
+    ) -> (String, u32) {
         let calls = Arc::new(AtomicU32::new(0));
-        let mut channel = RetryIdempotent::new(server(refusals, code, calls.clone()));
+        let mut channel = RetryIdempotent::new(server(refusals, code, calls.clone()), attempts);
         let request = http::Request::post(format!("http://server{path}"))
             .body(Body::new(Full::new(bytes::Bytes::from_static(b"message"))))
             .unwrap();
@@ -192,6 +209,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_channel_of_one_attempt_sends_a_refused_read_once() {
+        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+        assert_eq!(
+            call_with(
+                1,
+                "/clm.analytics.v1.AnalyticsService/GetFunnel",
+                1,
+                tonic::Code::ResourceExhausted
+            )
+            .await,
+            (exhausted, 1)
+        );
+    }
+
+    #[tokio::test]
     async fn a_write_that_may_have_taken_effect_is_sent_once() {
         let unavailable = (tonic::Code::Unavailable as i32).to_string();
         assert_eq!(
@@ -232,7 +264,7 @@ mod tests {
     async fn a_read_that_never_reached_the_server_is_sent_again() {
         let calls = Arc::new(AtomicU32::new(0));
         let counted = calls.clone();
-        let mut channel = RetryIdempotent::new(tower::service_fn(move |_: http::Request<Body>| {
+        let server = tower::service_fn(move |_: http::Request<Body>| {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n == 0 {
@@ -240,7 +272,8 @@ mod tests {
                 }
                 Ok(http::Response::new(Body::empty()))
             }
-        }));
+        });
+        let mut channel = RetryIdempotent::new(server, ATTEMPTS);
         let request =
             http::Request::post("http://server/clm.contacts.v1.ContactsService/GetContact")
                 .body(Body::empty())
