@@ -111,11 +111,17 @@ pub(super) async fn run(args: &BenchArgs) -> Result<Report, BoxError> {
         elapsed,
     );
     let refused = refused.summary("GetFunnel refused (RESOURCE_EXHAUSTED)", elapsed);
-    Ok(Report::new(
+    // The targets' terms: admitted p99 against the unloaded p99, and how fast refusals come.
+    let admitted_over_unloaded = admitted.p99_ms / unloaded.p99_ms.max(1e-9);
+    let refused_p99 = refused.p99_ms;
+    let mut report = Report::new(
         "overload",
         args,
         vec![unloaded, capacity, admitted, refused],
-    ))
+    );
+    report.fact("admitted p99 over unloaded p99", admitted_over_unloaded);
+    report.fact("refused p99 (ms)", refused_p99);
+    Ok(report)
 }
 
 /// Loads the demo tenant (a second load the same day stores nothing new) and waits until

@@ -390,6 +390,17 @@ backend_tests!(
             assert!(row["calls"].as_u64().unwrap() > 0, "{row}");
             assert!(row["errors"].as_object().unwrap().is_empty(), "{row}");
         }
+        let facts: Vec<&str> = overload["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|fact| fact[0].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            facts,
+            ["admitted p99 over unloaded p99", "refused p99 (ms)"],
+            "{overload}"
+        );
         let reports = suite.stdout(&[
             "bench",
             "reports",
