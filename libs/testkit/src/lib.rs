@@ -348,11 +348,13 @@ pub fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// Checks a migrator whose last migration replaces the index `replaced` of `table` with
-/// `newest`: migrated to the end, `newest` is there and `replaced` gone; one step down
-/// brings `replaced` back without `newest`; up again swaps them once more.
-pub async fn check_last_migration_swaps_index<M: sea_orm_migration::MigratorTrait>(
+/// Checks a migrator one of whose migrations, `later` migrations before its last,
+/// replaces the index `replaced` of `table` with `newest`: migrated to the end, `newest`
+/// is there and `replaced` gone; rolled back past it, `replaced` is back without `newest`;
+/// up again swaps them once more.
+pub async fn check_migration_swaps_index<M: sea_orm_migration::MigratorTrait>(
     conn: &sea_orm::DatabaseConnection,
+    later: u32,
     table: &str,
     replaced: &str,
     newest: &str,
@@ -367,7 +369,7 @@ pub async fn check_last_migration_swaps_index<M: sea_orm_migration::MigratorTrai
     };
     M::up(conn, None).await.unwrap();
     assert_eq!(state().await, (false, true), "after the migration");
-    M::down(conn, Some(1)).await.unwrap();
+    M::down(conn, Some(later + 1)).await.unwrap();
     assert_eq!(state().await, (true, false), "after rolling it back");
     M::up(conn, None).await.unwrap();
     assert_eq!(state().await, (false, true), "after migrating again");

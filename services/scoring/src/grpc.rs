@@ -11,7 +11,6 @@ use clm_proto::scoring::v1::scoring_service_server::ScoringService;
 use clm_runtime::page_token::{self, Cursor, CursorKey, PageTokens};
 use clm_runtime::{Error, id_problem, require_id, tenant};
 
-use crate::cached;
 use crate::convert::{
     event_from_proto, model_to_proto, score_to_proto, spec_from_proto, timestamp,
 };
@@ -19,6 +18,7 @@ use crate::domain::fold::{LedgerEntry, ScoreState, Standing, fold};
 use crate::domain::model::{CompiledModel, ModelSpec, validate};
 use crate::domain::{Clock, ScoringError};
 use crate::models::Models;
+use crate::state_bytes;
 use crate::store::Store;
 
 /// Most ids in one BatchGetScores.
@@ -67,7 +67,7 @@ impl ScoringApi {
             .map(|c| {
                 (
                     key(tenant, &c.model_id, &c.contact_id),
-                    cached::encode(&c.state),
+                    state_bytes::encode(&c.state),
                 )
             })
             .collect();
@@ -89,7 +89,7 @@ impl ScoringApi {
         let now = self.now();
         let mut states: Vec<Option<Standing>> = cached
             .into_iter()
-            .map(|v| v.and_then(|bytes| cached::decode_standing(&bytes, now)))
+            .map(|v| v.and_then(|bytes| state_bytes::decode_standing(&bytes, now)))
             .collect();
         let missing: Vec<String> = contacts
             .iter()
@@ -105,7 +105,7 @@ impl ScoringApi {
                 .map_err(status)?;
             let fill = found
                 .iter()
-                .map(|(c, s)| (key(tenant, &model.id, c), cached::encode(s)))
+                .map(|(c, s)| (key(tenant, &model.id, c), state_bytes::encode(s)))
                 .collect();
             self.cache.fill_many(fill).await;
             for (contact, state) in contacts.iter().zip(states.iter_mut()) {

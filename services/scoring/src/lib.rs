@@ -2,12 +2,12 @@
 //! thresholds, folded from an append-only ledger and served through a score cache.
 #![forbid(unsafe_code)]
 
-mod cached;
 mod convert;
 pub mod domain;
 mod grpc;
 mod models;
 mod relay;
+pub mod state_bytes;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -493,8 +493,8 @@ async fn mismatched_stored_scores(db: &DatabaseConnection, fresh: &Fresh) -> Vec
         .unwrap()
         .into_iter()
         .map(|row| {
-            let state: serde_json::Value = row.try_get_by_index(1).unwrap();
-            let state: ScoreState = serde_json::from_value(state).unwrap();
+            let state: Vec<u8> = row.try_get_by_index(1).unwrap();
+            let state: ScoreState = clm_scoring::state_bytes::decode(&state).unwrap();
             (row.try_get_by_index(0).unwrap(), state.at(now).0)
         })
         .collect();

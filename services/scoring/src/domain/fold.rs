@@ -118,12 +118,13 @@ pub fn fold(
 /// again, or `None` where that needs the ledger: `state` is of another model version, or
 /// an entry of a capped rule is not later than the rule's last one folded (a backdated
 /// event can change which later awards the cap counts), or `state` was stored before
-/// states kept their windows.
+/// states kept their windows. `attributes` are the contact's where they changed since
+/// `state`; `None` keeps its fit, which only the attributes and the model version decide.
 pub fn extend(
     model: &CompiledModel,
     state: &ScoreState,
     entries: &[LedgerEntry],
-    attributes: &BTreeMap<String, String>,
+    attributes: Option<&BTreeMap<String, String>>,
     now: Micros,
 ) -> Option<ScoreState> {
     if state.model_version != model.version {
@@ -143,7 +144,10 @@ pub fn extend(
             return None;
         }
     }
-    Some(folder.finish(model, attributes, now))
+    Some(match attributes {
+        Some(attributes) => folder.finish(model, attributes, now),
+        None => folder.finish_with_fit(model, state.fit.clone(), now),
+    })
 }
 
 fn in_time_order(ledger: &[LedgerEntry]) -> Vec<&LedgerEntry> {
@@ -239,6 +243,15 @@ impl<'m> Folder<'m> {
             .filter(|r| r.holds(attributes))
             .map(|r| (r.rule.id.clone(), r.rule.points))
             .collect();
+        self.finish_with_fit(model, fit, updated_at)
+    }
+
+    fn finish_with_fit(
+        self,
+        model: &CompiledModel,
+        fit: Vec<(String, f64)>,
+        updated_at: Micros,
+    ) -> ScoreState {
         ScoreState {
             ref_time: self.now,
             fit,
@@ -493,9 +506,9 @@ mod tests {
             let mut state = fold(&m, first, &attrs, first[first.len() - 1].occurred_at, T0);
             for chunk in rest.chunks(step) {
                 let now = chunk[chunk.len() - 1].occurred_at;
-                state = extend(&m, &state, chunk, &attrs, now).expect("in order");
+                state = extend(&m, &state, chunk, Some(&attrs), now).expect("in order");
             }
-            let state = extend(&m, &state, &[], &attrs, end).expect("nothing new");
+            let state = extend(&m, &state, &[], Some(&attrs), end).expect("nothing new");
             assert_same(&state, &whole, end + 30 * DAY);
         }
     }
@@ -510,7 +523,13 @@ mod tests {
         let early = ledger[0].occurred_at - DAY;
         // Uncapped: the award decays from its own instant whatever the order.
         let late_demo = entry("late-demo", "demo_request", 30.0, early);
-        let extended = extend(&m, &state, std::slice::from_ref(&late_demo), &attrs, now);
+        let extended = extend(
+            &m,
+            &state,
+            std::slice::from_ref(&late_demo),
+            Some(&attrs),
+            now,
+        );
         let mut all = ledger;
         all.push(late_demo);
         assert_same(
@@ -520,7 +539,7 @@ mod tests {
         );
         // Capped: it may take the place of a later award, so the ledger is needed.
         let late_open = entry("late-open", "email_open", 1.0, early);
-        assert_eq!(extend(&m, &state, &[late_open], &attrs, now), None);
+        assert_eq!(extend(&m, &state, &[late_open], Some(&attrs), now), None);
     }
 
     #[test]
@@ -531,7 +550,7 @@ mod tests {
         let now = ledger[19].occurred_at;
         let next = [entry("next", "email_open", 1.0, now + DAY)];
         let state = fold(&m, &ledger, &attrs, now, now);
-        assert!(extend(&m, &state, &next, &attrs, now + DAY).is_some());
+        assert!(extend(&m, &state, &next, Some(&attrs), now + DAY).is_some());
         // As stored before states kept their windows.
         let mut old = state.clone();
         for part in &mut old.rules {
@@ -539,12 +558,30 @@ mod tests {
             part.window.clear();
         }
         let old: ScoreState = serde_json::from_value(serde_json::to_value(&old).unwrap()).unwrap();
-        assert_eq!(extend(&m, &old, &next, &attrs, now + DAY), None);
+        assert_eq!(extend(&m, &old, &next, Some(&attrs), now + DAY), None);
         // Uncapped entries still extend such a state.
         let demo = [entry("demo", "demo_request", 30.0, now + DAY)];
-        assert!(extend(&m, &old, &demo, &attrs, now + DAY).is_some());
+        assert!(extend(&m, &old, &demo, Some(&attrs), now + DAY).is_some());
         let newer = CompiledModel::new("m", 2, &default_spec());
-        assert_eq!(extend(&newer, &state, &next, &attrs, now + DAY), None);
+        assert_eq!(extend(&newer, &state, &next, Some(&attrs), now + DAY), None);
+    }
+
+    #[test]
+    fn an_extension_without_attributes_keeps_the_fit_and_one_with_them_recomputes_it() {
+        let m = model(&default_spec());
+        let ledger = spread_ledger(20);
+        let now = ledger[19].occurred_at;
+        let senior = BTreeMap::from([("job_title".to_owned(), "VP Sales".to_owned())]);
+        let state = fold(&m, &ledger, &senior, now, now);
+        assert!(!state.fit.is_empty(), "the title is a fit");
+        let next = [entry("next", "demo_request", 30.0, now + DAY)];
+        let kept = extend(&m, &state, &next, None, now + DAY).expect("in order");
+        let given = extend(&m, &state, &next, Some(&senior), now + DAY).expect("in order");
+        assert_eq!(kept, given);
+        let changed = BTreeMap::from([("job_title".to_owned(), "Intern".to_owned())]);
+        let refit = extend(&m, &state, &next, Some(&changed), now + DAY).expect("in order");
+        assert!(refit.fit.is_empty());
+        assert_eq!(refit.rules, kept.rules);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
+use super::scores::read_states;
 use super::{Store, json_map, map_json, signals};
 use crate::domain::fold::{LedgerEntry, ScoreState, extend, fold};
 use crate::domain::model::CompiledModel;
@@ -168,6 +169,7 @@ impl Store {
                     ));
                     pending.flush(&txn).await?;
                     upsert_profile(&txn, tenant, &contact, &attributes, now).await?;
+                    fresh.reprofiled.insert(contact.clone());
                     touched.insert(contact, event.event_id);
                 }
                 EventKind::Merged { duplicate_id } => {
@@ -265,6 +267,8 @@ pub(crate) struct Fresh {
     entries: HashMap<(String, String), Vec<LedgerEntry>>,
     /// Contacts whose ledgers changed in other ways (merges): folded from the ledger.
     refold: HashSet<String>,
+    /// Contacts whose attributes changed: their fit is computed afresh from the profile.
+    reprofiled: HashSet<String>,
 }
 
 impl Fresh {
@@ -276,16 +280,19 @@ impl Fresh {
     }
 
     /// The score of `contact` under `model` with this call's entries folded onto its
-    /// stored state, where that is exact.
+    /// stored state, where that is exact. `attributes` are needed only where this call
+    /// changed them ([`Fresh::reprofiled`]); without them such a contact is not extended.
     fn extend(
         &self,
         model: &CompiledModel,
         contact: &str,
         previous: Option<&ScoreState>,
-        attributes: &BTreeMap<String, String>,
+        attributes: Option<&BTreeMap<String, String>>,
         now: Micros,
     ) -> Option<ScoreState> {
-        if self.refold.contains(contact) {
+        if self.refold.contains(contact)
+            || (attributes.is_none() && self.reprofiled.contains(contact))
+        {
             return None;
         }
         let entries = self
@@ -599,53 +606,48 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
     let mut changes = Vec::new();
     for chunk in contacts.chunks(500) {
         take_turns(db, tenant, chunk).await?;
-        let profiles: HashMap<String, BTreeMap<String, String>> = profile::Entity::find()
-            .filter(profile::Column::TenantId.eq(tenant))
-            .filter(profile::Column::ContactId.is_in(chunk.to_vec()))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|p| (p.contact_id, map_json(p.attributes)))
-            .collect();
+        // Read only for the contacts whose fit is computed afresh: an extended state
+        // keeps its fit unless this call changed the contact's attributes.
+        let mut profiles = Profiles::default();
         for model in models {
-            let previous: HashMap<String, ScoreState> = score::Entity::find()
-                .filter(score::Column::TenantId.eq(tenant))
-                .filter(score::Column::ModelId.eq(&model.id))
-                .filter(score::Column::ContactId.is_in(chunk.to_vec()))
-                .all(db)
-                .await?
-                .into_iter()
-                .filter_map(|s| Some((s.contact_id, serde_json::from_value(s.state).ok()?)))
-                .collect();
-            let empty = BTreeMap::new();
-            let attributes = |contact: &String| profiles.get(contact).unwrap_or(&empty);
+            let previous = read_states(db, tenant, &model.id, chunk).await?;
             let mut states: HashMap<&String, ScoreState> = HashMap::with_capacity(chunk.len());
-            if let Some(fresh) = fresh {
-                for contact in chunk {
-                    let extended = fresh.extend(
-                        model,
-                        contact,
-                        previous.get(contact),
-                        attributes(contact),
-                        now,
-                    );
-                    if let Some(state) = extended {
+            let mut later = Vec::new();
+            for contact in chunk {
+                let extended =
+                    fresh.and_then(|f| f.extend(model, contact, previous.get(contact), None, now));
+                match extended {
+                    Some(state) => {
                         states.insert(contact, state);
                     }
+                    None => later.push(contact),
                 }
             }
-            let unfolded: Vec<String> = chunk
-                .iter()
-                .filter(|c| !states.contains_key(c))
-                .cloned()
-                .collect();
-            let mut ledgers = read_ledgers(db, tenant, &model.id, unfolded).await?;
-            for contact in chunk {
-                if !states.contains_key(contact) {
-                    let entries = ledgers.remove(contact).unwrap_or_default();
-                    let state = fold(model, &entries, attributes(contact), now, now);
-                    states.insert(contact, state);
+            profiles.load(db, tenant, &later).await?;
+            let mut unfolded = Vec::new();
+            for contact in later {
+                let attributes = profiles.of(contact);
+                let extended = fresh.and_then(|f| {
+                    f.extend(model, contact, previous.get(contact), Some(attributes), now)
+                });
+                match extended {
+                    Some(state) => {
+                        states.insert(contact, state);
+                    }
+                    None => unfolded.push(contact),
                 }
+            }
+            let mut ledgers = read_ledgers(
+                db,
+                tenant,
+                &model.id,
+                unfolded.iter().map(|c| (*c).clone()).collect(),
+            )
+            .await?;
+            for contact in unfolded {
+                let entries = ledgers.remove(contact).unwrap_or_default();
+                let state = fold(model, &entries, profiles.of(contact), now, now);
+                states.insert(contact, state);
             }
             let mut rows = Vec::with_capacity(chunk.len());
             let mut crossings = Vec::new();
@@ -674,7 +676,7 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
                     tenant_id: Set(tenant.to_owned()),
                     model_id: Set(model.id.clone()),
                     contact_id: Set(contact.clone()),
-                    state: Set(serde_json::to_value(&state).expect("a state always serialises")),
+                    state: Set(crate::state_bytes::encode_stored(&state)),
                     band: Set(band_after.clone()),
                     updated_at: Set(now),
                 });
@@ -714,6 +716,48 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
         }
     }
     Ok(changes)
+}
+
+/// Contacts' attributes, read once each, for the contacts the fold needs them for.
+#[derive(Default)]
+struct Profiles {
+    read: HashMap<String, BTreeMap<String, String>>,
+    asked: HashSet<String>,
+    none: BTreeMap<String, String>,
+}
+
+impl Profiles {
+    /// Reads the profiles of `contacts` not asked for before.
+    async fn load<C: ConnectionTrait>(
+        &mut self,
+        db: &C,
+        tenant: &str,
+        contacts: &[&String],
+    ) -> Result<(), ScoringError> {
+        let missing: Vec<String> = contacts
+            .iter()
+            .filter(|c| self.asked.insert((**c).clone()))
+            .map(|c| (*c).clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = profile::Entity::find()
+            .filter(profile::Column::TenantId.eq(tenant))
+            .filter(profile::Column::ContactId.is_in(missing))
+            .all(db)
+            .await?;
+        self.read.extend(
+            rows.into_iter()
+                .map(|p| (p.contact_id, map_json(p.attributes))),
+        );
+        Ok(())
+    }
+
+    /// The attributes of a contact loaded before (none when it has no profile).
+    fn of(&self, contact: &str) -> &BTreeMap<String, String> {
+        self.read.get(contact).unwrap_or(&self.none)
+    }
 }
 
 /// On PostgreSQL, waits until no other transaction is rescoring any of `contacts` (sorted)

@@ -159,7 +159,8 @@ pub mod score {
         pub model_id: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub contact_id: String,
-        pub state: Json,
+        /// The state as `state_bytes` encodes it (JSON from before that).
+        pub state: Vec<u8>,
         pub band: String,
         pub updated_at: i64,
     }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::apply::{ledger_row, read_ledgers, rescore};
 use super::entities::{band_event, history, ledger, profile, score};
@@ -44,15 +44,7 @@ impl Store {
         model_id: &str,
         contacts: &[String],
     ) -> Result<HashMap<String, ScoreState>, ScoringError> {
-        Ok(score::Entity::find()
-            .filter(score::Column::TenantId.eq(tenant))
-            .filter(score::Column::ModelId.eq(model_id))
-            .filter(score::Column::ContactId.is_in(contacts.iter().cloned()))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .filter_map(|s| Some((s.contact_id, serde_json::from_value(s.state).ok()?)))
-            .collect())
+        read_states(&self.db, tenant, model_id, contacts).await
     }
 
     /// The contact's score folded afresh from its ledger and profile.
@@ -280,4 +272,27 @@ impl Store {
         self.wake.notify();
         Ok(changes)
     }
+}
+
+/// The stored score states of `contacts` under `model_id`; a state that does not decode
+/// is left out, so it is folded again from the ledger.
+pub(crate) async fn read_states<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    model_id: &str,
+    contacts: &[String],
+) -> Result<HashMap<String, ScoreState>, ScoringError> {
+    let rows: Vec<(String, Vec<u8>)> = score::Entity::find()
+        .select_only()
+        .columns([score::Column::ContactId, score::Column::State])
+        .filter(score::Column::TenantId.eq(tenant))
+        .filter(score::Column::ModelId.eq(model_id))
+        .filter(score::Column::ContactId.is_in(contacts.iter().cloned()))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(contact, state)| Some((contact, crate::state_bytes::decode(&state)?)))
+        .collect())
 }

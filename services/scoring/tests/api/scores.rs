@@ -376,12 +376,12 @@ backend_tests!(
             .unwrap();
         assert_eq!(stored.len(), 2);
         for score in stored {
-            let awards = score.state["rules"]
-                .as_array()
+            let awards = clm_scoring::state_bytes::decode(&score.state)
                 .unwrap()
+                .rules
                 .iter()
-                .find(|r| r["rule_id"] == "demo_request")
-                .map(|r| r["awards"].as_i64().unwrap());
+                .find(|r| r.rule_id == "demo_request")
+                .map(|r| r.awards);
             assert_eq!(awards, Some(400), "{}", score.contact_id);
         }
         let explained = app.explain("c1").await;

@@ -1,8 +1,10 @@
-//! The form a score state takes in the cache: a format byte, then the state as a protobuf
-//! message. Decoding JSON was a fifth of a BatchGetScores(100) call's handling (float and
-//! string parsing for every rule of every state); protobuf decodes the same state from
-//! fixed-width numbers and length-prefixed strings. States cached as JSON by earlier
-//! versions (they begin with `{`) are still read until they expire.
+//! The form a score state takes in the cache and in the database: a format byte, then the
+//! state as a protobuf message. Decoding JSON was a fifth of a BatchGetScores(100) call's
+//! handling (float and string parsing for every rule of every state); protobuf decodes the
+//! same state from fixed-width numbers and length-prefixed strings. The database's copy
+//! also keeps each capped rule's window, which only extending a stored state needs; the
+//! cache's leaves it out. States written as JSON by earlier versions (they begin with `{`)
+//! are still read: in the cache until they expire, in the database until rewritten.
 
 use prost::Message;
 
@@ -13,13 +15,13 @@ use crate::domain::fold::{RulePart, ScoreState, Standing, totals};
 const PROTOBUF: u8 = 1;
 
 #[derive(Clone, PartialEq, Message)]
-struct CachedState {
+struct PackedState {
     #[prost(int64, tag = "1")]
     ref_time: i64,
     #[prost(message, repeated, tag = "2")]
-    fit: Vec<CachedFit>,
+    fit: Vec<PackedFit>,
     #[prost(message, repeated, tag = "3")]
-    rules: Vec<CachedRule>,
+    rules: Vec<PackedRule>,
     #[prost(int64, tag = "4")]
     model_version: i64,
     #[prost(int64, tag = "5")]
@@ -27,7 +29,7 @@ struct CachedState {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct CachedFit {
+struct PackedFit {
     #[prost(string, tag = "1")]
     rule_id: String,
     #[prost(double, tag = "2")]
@@ -35,7 +37,7 @@ struct CachedFit {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct CachedRule {
+struct PackedRule {
     #[prost(string, tag = "1")]
     rule_id: String,
     #[prost(int64, optional, tag = "2")]
@@ -46,19 +48,26 @@ struct CachedRule {
     awards: u32,
     #[prost(double, tag = "5")]
     value_at_ref: f64,
+    /// `RulePart::last`: its instant, then its event id.
+    #[prost(int64, optional, tag = "6")]
+    last_at: Option<i64>,
+    #[prost(string, tag = "7")]
+    last_event: String,
+    #[prost(int64, repeated, tag = "8")]
+    window: Vec<i64>,
 }
 
-/// A cached state read for a score's totals: [`CachedState`] without the rule ids, which
+/// A cached state read for a score's totals: [`PackedState`] without the rule ids, which
 /// prost skips as unknown fields instead of allocating a string for each. Reads of a
 /// score (GetScore, BatchGetScores) need nothing else.
 #[derive(Clone, PartialEq, Message)]
-struct CachedTotals {
+struct PackedTotals {
     #[prost(int64, tag = "1")]
     ref_time: i64,
     #[prost(message, repeated, tag = "2")]
-    fit: Vec<CachedFitPoints>,
+    fit: Vec<PackedFitPoints>,
     #[prost(message, repeated, tag = "3")]
-    rules: Vec<CachedRuleValue>,
+    rules: Vec<PackedRuleValue>,
     #[prost(int64, tag = "4")]
     model_version: i64,
     #[prost(int64, tag = "5")]
@@ -66,27 +75,36 @@ struct CachedTotals {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct CachedFitPoints {
+struct PackedFitPoints {
     #[prost(double, tag = "2")]
     points: f64,
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct CachedRuleValue {
+struct PackedRuleValue {
     #[prost(int64, optional, tag = "2")]
     half_life: Option<i64>,
     #[prost(double, tag = "5")]
     value_at_ref: f64,
 }
 
-/// A state as the cache stores it.
+/// A state as the cache stores it: without the windows, which reads never use.
 pub(crate) fn encode(state: &ScoreState) -> Vec<u8> {
-    let message = CachedState {
+    encode_with(state, false)
+}
+
+/// A state as the database stores it: whole.
+pub fn encode_stored(state: &ScoreState) -> Vec<u8> {
+    encode_with(state, true)
+}
+
+fn encode_with(state: &ScoreState, windows: bool) -> Vec<u8> {
+    let message = PackedState {
         ref_time: state.ref_time,
         fit: state
             .fit
             .iter()
-            .map(|(rule_id, points)| CachedFit {
+            .map(|(rule_id, points)| PackedFit {
                 rule_id: rule_id.clone(),
                 points: *points,
             })
@@ -94,12 +112,21 @@ pub(crate) fn encode(state: &ScoreState) -> Vec<u8> {
         rules: state
             .rules
             .iter()
-            .map(|r| CachedRule {
-                rule_id: r.rule_id.clone(),
-                half_life: r.half_life,
-                raw_points: r.raw_points,
-                awards: r.awards,
-                value_at_ref: r.value_at_ref,
+            .map(|r| {
+                let (last_at, last_event, window) = match (&r.last, windows) {
+                    (Some((at, event)), true) => (Some(*at), event.clone(), r.window.clone()),
+                    _ => (None, String::new(), Vec::new()),
+                };
+                PackedRule {
+                    rule_id: r.rule_id.clone(),
+                    half_life: r.half_life,
+                    raw_points: r.raw_points,
+                    awards: r.awards,
+                    value_at_ref: r.value_at_ref,
+                    last_at,
+                    last_event,
+                    window,
+                }
             })
             .collect(),
         model_version: state.model_version,
@@ -113,12 +140,12 @@ pub(crate) fn encode(state: &ScoreState) -> Vec<u8> {
     out
 }
 
-/// A state from what the cache holds; `None` when it holds something else (then the
-/// database is read, as for a miss).
-pub(crate) fn decode(bytes: &[u8]) -> Option<ScoreState> {
+/// A state from what the cache or the database holds; `None` when it holds something else
+/// (then the database is read, as for a miss, or the ledger folded again).
+pub fn decode(bytes: &[u8]) -> Option<ScoreState> {
     match bytes.split_first() {
         Some((&PROTOBUF, message)) => {
-            let m = CachedState::decode(message).ok()?;
+            let m = PackedState::decode(message).ok()?;
             Some(ScoreState {
                 ref_time: m.ref_time,
                 fit: m.fit.into_iter().map(|f| (f.rule_id, f.points)).collect(),
@@ -131,10 +158,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ScoreState> {
                         raw_points: r.raw_points,
                         awards: r.awards,
                         value_at_ref: r.value_at_ref,
-                        // Reads need no windows: only the database's copy of a state
-                        // is extended.
-                        last: None,
-                        window: Vec::new(),
+                        last: r.last_at.map(|at| (at, r.last_event)),
+                        window: r.window,
                     })
                     .collect(),
                 model_version: m.model_version,
@@ -149,7 +174,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ScoreState> {
 pub(crate) fn decode_standing(bytes: &[u8], now: Micros) -> Option<Standing> {
     match bytes.split_first() {
         Some((&PROTOBUF, message)) => {
-            let m = CachedTotals::decode(message).ok()?;
+            let m = PackedTotals::decode(message).ok()?;
             let (total, fit, engagement) = totals(
                 m.ref_time,
                 now,
@@ -212,6 +237,23 @@ mod tests {
             ..state()
         };
         assert_eq!(decode(&encode(&empty)), Some(empty));
+    }
+
+    #[test]
+    fn the_database_keeps_the_windows_and_the_cache_leaves_them_out() {
+        let mut windowed = state();
+        windowed.rules[0].last = Some((1_699_999_000_000_000, "evt-9".into()));
+        windowed.rules[0].window = vec![1_699_990_000_000_000, 1_699_999_000_000_000];
+        assert_eq!(decode(&encode_stored(&windowed)), Some(windowed.clone()));
+        assert_eq!(decode(&encode(&windowed)), Some(state()));
+        assert!(encode(&windowed).len() < encode_stored(&windowed).len());
+        // Smaller than the JSON the database held before.
+        assert!(encode_stored(&windowed).len() * 2 < serde_json::to_vec(&windowed).unwrap().len());
+        let now = windowed.ref_time + 86_400_000_000;
+        assert_eq!(
+            decode_standing(&encode_stored(&windowed), now),
+            Some(windowed.standing(now))
+        );
     }
 
     #[test]
