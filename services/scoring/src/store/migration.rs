@@ -196,7 +196,7 @@ const COVER_LEDGER_BY_CONTACT: ReplaceIndex = ReplaceIndex {
     ),
 };
 
-/// Score states as `state_bytes` encodes them (protobuf), not JSON: a third of the size, so
+/// Score states as `state_bytes` encodes them (protobuf), not JSON: under half the size, so
 /// each ingest call rewrites fewer pages of the scores table and decodes and encodes its
 /// states without JSON's parsing. The JSON already stored becomes its UTF-8 bytes, which
 /// `state_bytes::decode` still reads; each state is rewritten in the new form when its

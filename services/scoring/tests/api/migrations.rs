@@ -72,7 +72,7 @@ backend_tests!(
         let contacts = ["as-json".to_owned(), "as-bytes".to_owned()];
         let read = store.states("t", "default", &contacts).await.unwrap();
         assert_eq!(read.get("as-json"), Some(&state));
-        // A state written now is protobuf, a third of the JSON, windows included.
+        // A state written now is protobuf, under half the JSON, windows included.
         score::Entity::insert(score::ActiveModel {
             tenant_id: Set("t".into()),
             model_id: Set("default".into()),
