@@ -29,10 +29,13 @@ impl JsonWithTraceIds {
         }
     }
 
-    /// The trace and span id of span `id`, if it belongs to a sampled trace.
-    fn trace_ids(&self, id: &tracing::span::Id) -> Option<(String, String)> {
+    /// The trace and span id of the span the thread is in, if it belongs to a sampled
+    /// trace. Asked of the whole subscriber, not of the log layer's context, which skips
+    /// the spans its filter leaves out (a request's).
+    fn current_trace_ids(&self) -> Option<(String, String)> {
         let dispatch = self.dispatch.get()?.upgrade()?;
-        let context = tracing_opentelemetry::get_otel_context(id, &dispatch)?;
+        let current = dispatch.current_span();
+        let context = tracing_opentelemetry::get_otel_context(current.id()?, &dispatch)?;
         let span = context.span();
         let span_context = span.span_context();
         span_context.is_valid().then(|| {
@@ -56,10 +59,7 @@ where
     ) -> fmt::Result {
         // Looked up before formatting: the OpenTelemetry layer locks the span's extensions,
         // which the JSON formatter also reads.
-        let ids = ctx
-            .lookup_current()
-            .map(|span| span.id())
-            .and_then(|id| self.trace_ids(&id));
+        let ids = self.current_trace_ids();
         let mut line = String::with_capacity(256);
         self.inner
             .format_event(ctx, Writer::new(&mut line), event)?;
@@ -103,6 +103,8 @@ mod tests {
     #[test]
     fn json_lines_carry_the_trace_and_span_id_of_their_span() {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::filter::filter_fn;
 
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let captured = Captured::default();
@@ -114,32 +116,47 @@ mod tests {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .event_format(JsonWithTraceIds::new(cell.clone()))
-                    .with_writer(move || writer.clone()),
+                    .with_writer(move || writer.clone())
+                    .with_filter(filter_fn(|m| !crate::propagation::is_request_span(m))),
             );
         let dispatch = tracing::Dispatch::new(subscriber);
         cell.set(dispatch.downgrade()).unwrap();
-        let (trace_id, span_id) = tracing::dispatcher::with_default(&dispatch, || {
-            let span = tracing::info_span!("request");
-            span.in_scope(|| tracing::info!(answer = 42, "inside"));
-            tracing::info!("outside");
+        let ids_of = |span: &tracing::Span| {
             let context = span.context();
             let span_ref = context.span();
             let ids = span_ref.span_context();
             (ids.trace_id().to_string(), ids.span_id().to_string())
+        };
+        let (inner, request) = tracing::dispatcher::with_default(&dispatch, || {
+            let span = tracing::info_span!("inner");
+            span.in_scope(|| tracing::info!(answer = 42, "inside"));
+            tracing::info!("outside");
+            // The request's span is left out of the log layer; its lines keep its ids.
+            let request = tracing::info_span!("grpc.server");
+            request.in_scope(|| tracing::info!(answer = 43, "inside the request"));
+            (ids_of(&span), ids_of(&request))
         });
-        assert_ne!(trace_id, "0".repeat(32), "a real trace id");
+        assert_ne!(inner.0, "0".repeat(32), "a real trace id");
+        assert_ne!(request.0, "0".repeat(32), "a real trace id");
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).expect("each line is JSON"))
             .collect();
-        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(lines[0]["fields"]["answer"], 42);
-        assert_eq!(lines[0]["trace_id"], trace_id.as_str(), "{text}");
-        assert_eq!(lines[0]["span_id"], span_id.as_str(), "{text}");
+        assert_eq!(lines[0]["trace_id"], inner.0.as_str(), "{text}");
+        assert_eq!(lines[0]["span_id"], inner.1.as_str(), "{text}");
         assert!(
             lines[1].get("trace_id").is_none(),
             "no span, no ids: {text}"
+        );
+        assert_eq!(lines[2]["fields"]["answer"], 43);
+        assert_eq!(lines[2]["trace_id"], request.0.as_str(), "{text}");
+        assert_eq!(lines[2]["span_id"], request.1.as_str(), "{text}");
+        assert!(
+            lines[2].get("span").is_none(),
+            "the span's fields stay in the trace"
         );
     }
 }

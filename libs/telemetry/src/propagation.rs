@@ -29,6 +29,14 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
+/// The name of [`server_span`]'s span.
+const REQUEST_SPAN: &str = "grpc.server";
+
+/// Whether `metadata` is that of a request's span: traces hold it, log lines do not.
+pub(crate) fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.name() == REQUEST_SPAN
+}
+
 /// The span of one incoming gRPC request, following the OpenTelemetry RPC conventions and
 /// continuing the caller's W3C trace context. Health checks get no span, so probes do not
 /// flood the traces. Meant for tonic's `Server::trace_fn`, which creates it before the
@@ -66,11 +74,13 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         server.address = %address,
         server.port = port.unwrap_or_default(),
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(request.headers()))
-    });
-    // Fails only when no OpenTelemetry layer is installed; then there is nothing to link.
-    let _ = span.set_parent(parent);
+    // Without an OpenTelemetry layer no layer wants the span: nothing to continue.
+    if !span.is_disabled() {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
     span
 }
 
@@ -191,6 +201,7 @@ mod tests {
                 .unwrap();
             *request.headers_mut() = metadata.into_headers();
             let continued = server_span(&request);
+            assert!(is_request_span(continued.metadata().expect("a span")));
             assert_eq!(
                 trace_id(&continued),
                 client_trace,
