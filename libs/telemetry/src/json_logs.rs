@@ -117,7 +117,7 @@ mod tests {
                     .json()
                     .event_format(JsonWithTraceIds::new(cell.clone()))
                     .with_writer(move || writer.clone())
-                    .with_filter(filter_fn(|m| !crate::propagation::is_request_span(m))),
+                    .with_filter(filter_fn(|m| !crate::propagation::is_trace_span(m))),
             );
         let dispatch = tracing::Dispatch::new(subscriber);
         cell.set(dispatch.downgrade()).unwrap();
@@ -131,8 +131,8 @@ mod tests {
             let span = tracing::info_span!("inner");
             span.in_scope(|| tracing::info!(answer = 42, "inside"));
             tracing::info!("outside");
-            // The request's span is left out of the log layer; its lines keep its ids.
-            let request = tracing::info_span!("grpc.server");
+            // A request's span is left out of the log layer; its lines keep its ids.
+            let request = tracing::info_span!("grpc.server", otel.kind = "server");
             request.in_scope(|| tracing::info!(answer = 43, "inside the request"));
             (ids_of(&span), ids_of(&request))
         });

@@ -29,12 +29,11 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
-/// The name of [`server_span`]'s span.
-const REQUEST_SPAN: &str = "grpc.server";
-
-/// Whether `metadata` is that of a request's span: traces hold it, log lines do not.
-pub(crate) fn is_request_span(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.is_span() && metadata.name() == REQUEST_SPAN
+/// Whether `metadata` is that of a span made for traces: one that names its OpenTelemetry
+/// `otel.kind` (a request's, a Redis call's, an outbox delivery's). Traces hold them, log
+/// lines do not repeat their fields.
+pub(crate) fn is_trace_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.fields().field("otel.kind").is_some()
 }
 
 /// The span of one incoming gRPC request, following the OpenTelemetry RPC conventions and
@@ -201,7 +200,7 @@ mod tests {
                 .unwrap();
             *request.headers_mut() = metadata.into_headers();
             let continued = server_span(&request);
-            assert!(is_request_span(continued.metadata().expect("a span")));
+            assert!(is_trace_span(continued.metadata().expect("a span")));
             assert_eq!(
                 trace_id(&continued),
                 client_trace,
