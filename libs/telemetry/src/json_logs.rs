@@ -144,16 +144,17 @@ mod tests {
             .map(|l| serde_json::from_str(l).expect("each line is JSON"))
             .collect();
         assert_eq!(lines.len(), 3, "{text}");
-        assert_eq!(lines[0]["fields"]["answer"], 42);
-        assert_eq!(lines[0]["trace_id"], inner.0.as_str(), "{text}");
-        assert_eq!(lines[0]["span_id"], inner.1.as_str(), "{text}");
+        let has = |line: &serde_json::Value, answer: i64, (trace, span): &(String, String)| {
+            assert_eq!(line["fields"]["answer"], answer, "{text}");
+            assert_eq!(line["trace_id"], trace.as_str(), "{text}");
+            assert_eq!(line["span_id"], span.as_str(), "{text}");
+        };
+        has(&lines[0], 42, &inner);
         assert!(
             lines[1].get("trace_id").is_none(),
             "no span, no ids: {text}"
         );
-        assert_eq!(lines[2]["fields"]["answer"], 43);
-        assert_eq!(lines[2]["trace_id"], request.0.as_str(), "{text}");
-        assert_eq!(lines[2]["span_id"], request.1.as_str(), "{text}");
+        has(&lines[2], 43, &request);
         assert!(
             lines[2].get("span").is_none(),
             "the span's fields stay in the trace"

@@ -626,10 +626,18 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
             profiles.load(db, tenant, &later).await?;
             let mut unfolded = Vec::new();
             for contact in later {
-                let attributes = profiles.of(contact);
-                let extended = fresh.and_then(|f| {
-                    f.extend(model, contact, previous.get(contact), Some(attributes), now)
-                });
+                // Only a contact whose attributes changed can extend once they are given.
+                let extended = fresh
+                    .filter(|f| f.reprofiled.contains(contact))
+                    .and_then(|f| {
+                        f.extend(
+                            model,
+                            contact,
+                            previous.get(contact),
+                            Some(profiles.of(contact)),
+                            now,
+                        )
+                    });
                 match extended {
                     Some(state) => {
                         states.insert(contact, state);
