@@ -136,12 +136,26 @@ fn otlp_provider(default_service_name: &str) -> Result<SdkTracerProvider, Teleme
     Ok(provider)
 }
 
+/// Serialises this crate's tests that install a scoped subscriber. Callsite interest and
+/// the global level are process-wide, combined over every live dispatcher: while another
+/// test's subscriber is alive, each callsite is only "sometimes" wanted and the current
+/// subscriber is asked `enabled` instead, which a registry with per-layer filters answers
+/// yes (its layers drop the span later), so a test saw trace spans made and DEBUG enabled.
+#[cfg(test)]
+fn one_subscriber_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SUBSCRIBERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use tracing_subscriber::{EnvFilter, Layer};
 
     #[test]
     fn the_log_layer_alone_leaves_trace_spans_unmade_and_events_written() {
+        let _alone = super::one_subscriber_at_a_time();
         let log_layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
             .with_filter(super::log_filter(EnvFilter::new("info")))

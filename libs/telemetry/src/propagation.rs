@@ -179,6 +179,7 @@ mod tests {
 
     #[test]
     fn trace_context_survives_a_client_to_server_hop() {
+        let _alone = crate::one_subscriber_at_a_time();
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
@@ -220,6 +221,7 @@ mod tests {
 
     #[test]
     fn only_a_servers_faults_fail_its_span() {
+        let _alone = crate::one_subscriber_at_a_time();
         let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_simple_exporter(exporter.clone())
