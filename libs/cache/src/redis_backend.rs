@@ -152,6 +152,19 @@ impl CacheBackend for RedisBackend {
             return Ok(Vec::new());
         }
         let mut connection = self.connection.clone();
+        if let [key] = keys {
+            // One key as GET: a local copy answers it as it is, where an MGET is first split
+            // into one new GET per key to look each up.
+            let call = async {
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(error)?;
+                Ok(vec![value])
+            };
+            return traced(redis_span("GET", 1), call).await;
+        }
         let call = async { mget(keys).query_async(&mut connection).await.map_err(error) };
         traced(redis_span("MGET", keys.len()), call).await
     }

@@ -212,28 +212,42 @@ async fn local_copies_answer_reads_without_touching_redis() {
         &prefix,
         Duration::from_secs(60),
     );
-    cache.put_many(vec![(key("a"), b"v".to_vec())]).await;
+    cache
+        .put_many(vec![(key("a"), b"v".to_vec()), (key("b"), b"w".to_vec())])
+        .await;
+    // One key is read alone (GET), two together (MGET): both are copied.
     assert!(cache.get_many(&[key("a")]).await[0].is_some());
+    assert!(cache.get_many(&[key("a"), key("b")]).await[1].is_some());
     // Redis keeps each key's last access to the second: reads answered locally leave it.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         cache.get_many(&[key("a")]).await[0].as_deref(),
         Some(&b"v"[..])
     );
+    let both = cache.get_many(&[key("a"), key("b")]).await;
+    assert_eq!(
+        [both[0].as_deref(), both[1].as_deref()],
+        [Some(&b"v"[..]), Some(&b"w"[..])]
+    );
     let mut redis = redis::Client::open(url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let rendered = key("a").render(&prefix);
-    let idle: i64 = redis::cmd("OBJECT")
-        .arg("IDLETIME")
-        .arg(&rendered)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert!(idle >= 2, "the second read went to Redis (idle {idle} s)");
-    cache.delete_many(&[key("a")]).await;
+    for name in ["a", "b"] {
+        let rendered = key(name).render(&prefix);
+        let idle: i64 = redis::cmd("OBJECT")
+            .arg("IDLETIME")
+            .arg(&rendered)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(
+            idle >= 2,
+            "a later read of {name} went to Redis (idle {idle} s)"
+        );
+    }
+    cache.delete_many(&[key("a"), key("b")]).await;
 }
 
 #[tokio::test]
