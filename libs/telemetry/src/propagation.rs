@@ -49,18 +49,6 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
     if service.starts_with("grpc.health.") {
         return tracing::Span::none();
     }
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| (a.host().to_owned(), a.port_u16()))
-        .or_else(|| {
-            let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
-            let (name, port) = host
-                .rsplit_once(':')
-                .map_or((host, None), |(n, p)| (n, p.parse().ok()));
-            Some((name.to_owned(), port))
-        });
-    let (address, port) = authority.unwrap_or_default();
     let span = tracing::info_span!(
         "grpc.server",
         otel.name = %path.trim_start_matches('/'),
@@ -70,17 +58,36 @@ pub fn server_span(request: &http::Request<()>) -> tracing::Span {
         rpc.service = %service,
         rpc.method = %method,
         rpc.grpc.status_code = tracing::field::Empty,
-        server.address = %address,
-        server.port = port.unwrap_or_default(),
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
     );
-    // Without an OpenTelemetry layer no layer wants the span: nothing to continue.
+    // Without an OpenTelemetry layer no layer wants the span: nothing to fill in or continue.
     if !span.is_disabled() {
+        let (address, port) = server_authority(request);
+        span.record("server.address", address);
+        span.record("server.port", port.unwrap_or_default());
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(request.headers()))
         });
         let _ = span.set_parent(parent);
     }
     span
+}
+
+/// The host and port the caller addressed: the request's authority, else its Host header.
+fn server_authority(request: &http::Request<()>) -> (&str, Option<u16>) {
+    if let Some(authority) = request.uri().authority() {
+        return (authority.host(), authority.port_u16());
+    }
+    let Some(host) = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return ("", None);
+    };
+    host.rsplit_once(':')
+        .map_or((host, None), |(name, port)| (name, port.parse().ok()))
 }
 
 /// Records a server span's gRPC status code (as text, e.g. `"5"`), and marks the span
@@ -239,6 +246,16 @@ mod tests {
             }
         });
         let spans = exporter.get_finished_spans().unwrap();
+        let attribute = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert!(spans.iter().all(|span| {
+            attribute(span, "server.address").as_deref() == Some("127.0.0.1")
+                && attribute(span, "server.port").as_deref() == Some("50051")
+        }));
         let outcome: Vec<(String, bool)> = spans
             .iter()
             .map(|span| {
