@@ -102,10 +102,11 @@ mod tests {
 
     #[test]
     fn json_lines_carry_the_trace_and_span_id_of_their_span() {
-        let _alone = crate::one_subscriber_at_a_time();
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         use tracing_subscriber::Layer;
         use tracing_subscriber::filter::filter_fn;
+
+        let _alone = crate::one_subscriber_at_a_time();
 
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let captured = Captured::default();
