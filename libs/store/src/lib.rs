@@ -10,9 +10,11 @@ use sea_orm_migration::MigratorTrait;
 
 pub use sea_orm::DbErr;
 
+mod dedupe;
 pub mod schema;
 mod write;
 
+pub use dedupe::keep_event_ids;
 pub use write::{WriteTxn, begin_write, write_gate};
 
 /// Errors while opening a database.

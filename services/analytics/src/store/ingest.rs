@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, TryInsertResult};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, DbErr, EntityName, EntityTrait, QueryFilter, QuerySelect,
+    TryInsertResult,
+};
 
 use super::entities::{applied_event, contact, fact, order, transition};
 use super::{Store, customer_rollup, day_of, entry_rollup, stage_rollup};
@@ -92,7 +95,34 @@ impl Store {
         })
     }
 
+    /// Which of the interactions `ids` were recorded in `applied_events` (those of
+    /// contacts erased since, or applied by a build that recorded every id there).
+    async fn recorded(
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<HashSet<String>, DbErr> {
+        let mut recorded = HashSet::new();
+        for chunk in ids.chunks(1000) {
+            let found: Vec<String> = applied_event::Entity::find()
+                .select_only()
+                .column(applied_event::Column::EventId)
+                .filter(applied_event::Column::TenantId.eq(tenant))
+                .filter(applied_event::Column::EventId.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            recorded.extend(found);
+        }
+        Ok(recorded)
+    }
+
     /// Ingests contact events; returns (applied, duplicates).
+    ///
+    /// An interaction is recorded by its fact, keyed by its event id as `applied_events`
+    /// is: one row per interaction instead of two. Every other event is recorded by its id
+    /// alone, and an erasure keeps its contact's interaction ids there (see `erase`), so a
+    /// repeated delivery is a duplicate either way.
     #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "ingest_contacts", db.system.name))]
     pub async fn ingest_contacts(
         &self,
@@ -107,15 +137,26 @@ impl Store {
             .filter(|e| unique.insert(e.event_id.clone()))
             .collect();
         let txn = clm_store::begin_write(&self.db).await?;
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-        let new = Self::fresh(&txn, tenant, &ids, now).await?;
+        let (mut interactions, mut others) = (Vec::new(), Vec::new());
+        for event in &events {
+            match event.fact {
+                ContactFact::Interaction { .. } => interactions.push(event.event_id.clone()),
+                _ => others.push(event.event_id.clone()),
+            }
+        }
+        let new_others = Self::fresh(&txn, tenant, &others, now).await?;
+        let recorded = Self::recorded(&txn, tenant, &interactions).await?;
         // Facts and order amounts are gathered and written together; a merge or erasure
         // reads and rewrites them, so what is gathered is written before it.
         let mut pending = Pending::default();
         // Contacts whose orders changed, and contacts whose first touch may have: their
         // rows of the customers rollup are rewritten at the end.
         let (mut changed, mut touched) = (BTreeSet::new(), BTreeSet::new());
-        for event in events.into_iter().filter(|e| new.contains(&e.event_id)) {
+        let mut applied = new_others.len() as u64;
+        for event in events.into_iter().filter(|e| match e.fact {
+            ContactFact::Interaction { .. } => !recorded.contains(&e.event_id),
+            _ => new_others.contains(&e.event_id),
+        }) {
             match event.fact {
                 ContactFact::Upserted {
                     created_at,
@@ -138,22 +179,22 @@ impl Store {
                         "refund" => Some((-amount, 0)),
                         _ => None,
                     };
-                    if let (Some((amount, purchases)), Some(_)) = (signed, value) {
-                        changed.insert(event.contact_id.clone());
-                        let key = (
-                            event.contact_id.clone(),
-                            day_of(event.occurred_at),
-                            currency.clone(),
-                        );
-                        let order = pending.orders.entry(key).or_default();
-                        order.0 += amount;
-                        order.1 += purchases;
-                    }
-                    let first = pending
-                        .firsts
-                        .entry((kind.clone(), event.contact_id.clone()))
-                        .or_insert(event.occurred_at);
-                    *first = Ord::min(*first, event.occurred_at);
+                    let order = match (signed, value) {
+                        (Some(delta), Some(_)) => Some((
+                            (
+                                event.contact_id.clone(),
+                                day_of(event.occurred_at),
+                                currency.clone(),
+                            ),
+                            delta,
+                        )),
+                        _ => None,
+                    };
+                    pending.effects.push(Effect {
+                        event_id: event.event_id.clone(),
+                        first: (kind.clone(), event.contact_id.clone(), event.occurred_at),
+                        order,
+                    });
                     pending.facts.push(fact::ActiveModel {
                         tenant_id: Set(tenant.to_owned()),
                         event_id: Set(event.event_id),
@@ -168,21 +209,21 @@ impl Store {
                     });
                 }
                 ContactFact::Merged(duplicate) => {
-                    pending.flush(&txn, tenant).await?;
+                    applied += pending.flush(&txn, tenant, &mut changed).await?;
                     changed.extend([duplicate.clone(), event.contact_id.clone()]);
                     merge(&txn, tenant, &duplicate, &event.contact_id).await?;
                 }
                 ContactFact::Erased => {
-                    pending.flush(&txn, tenant).await?;
+                    applied += pending.flush(&txn, tenant, &mut changed).await?;
                     changed.insert(event.contact_id.clone());
-                    erase(&txn, tenant, &event.contact_id).await?;
+                    erase(&txn, tenant, &event.contact_id, now).await?;
                 }
             }
         }
-        pending.flush(&txn, tenant).await?;
+        applied += pending.flush(&txn, tenant, &mut changed).await?;
         customer_rollup::refresh(&*txn, tenant, &changed, &touched).await?;
         txn.commit().await?;
-        Ok((new.len() as u64, total - new.len() as u64))
+        Ok((applied, total - applied))
     }
 
     /// Ingests transitions; returns (applied, duplicates).
@@ -262,28 +303,65 @@ type OrderKey = (String, i64, String);
 /// What to add to an order: (amount in micros, purchases).
 type OrderDelta = (i64, i64);
 
-/// Facts, order amounts and first events not written yet.
+/// Interactions not written yet: their facts, and what each adds to the rollups.
 #[derive(Default)]
 struct Pending {
     facts: Vec<fact::ActiveModel>,
-    orders: BTreeMap<OrderKey, OrderDelta>,
-    firsts: entry_rollup::Firsts,
+    effects: Vec<Effect>,
+}
+
+/// What a new interaction adds to the rollups.
+struct Effect {
+    event_id: String,
+    /// (type, contact, when): a first event of its type, unless the contact has an earlier one.
+    first: (String, String, i64),
+    /// What it adds to an order, for purchases and refunds with a value.
+    order: Option<(OrderKey, OrderDelta)>,
 }
 
 impl Pending {
-    async fn flush(&mut self, txn: &DatabaseTransaction, tenant: &str) -> Result<(), DbErr> {
+    /// Writes the facts; those whose ids were new add to the orders and first events, and
+    /// their contacts join `changed` where an order moved. Returns how many were new.
+    async fn flush(
+        &mut self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        changed: &mut BTreeSet<String>,
+    ) -> Result<u64, DbErr> {
         let facts = std::mem::take(&mut self.facts);
+        let mut new = HashSet::with_capacity(facts.len());
+        // SQLite binds at most 32,766 parameters per statement; 10 columns x 1,000 rows fits.
         for chunk in facts.chunks(1000) {
-            fact::Entity::insert_many(chunk.to_vec())
-                .on_conflict_do_nothing()
-                .exec_without_returning(txn)
+            let inserted = fact::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing_on([fact::Column::TenantId, fact::Column::EventId])
+                .exec_with_returning_keys(txn)
                 .await?;
+            if let TryInsertResult::Inserted(keys) = inserted {
+                new.extend(keys.into_iter().map(|(_, id)| id));
+            }
         }
-        let orders: Vec<_> = std::mem::take(&mut self.orders).into_iter().collect();
+        let mut orders: BTreeMap<OrderKey, OrderDelta> = BTreeMap::new();
+        let mut firsts = entry_rollup::Firsts::default();
+        for effect in std::mem::take(&mut self.effects) {
+            if !new.contains(&effect.event_id) {
+                continue;
+            }
+            if let Some((key, (amount, purchases))) = effect.order {
+                changed.insert(key.0.clone());
+                let order = orders.entry(key).or_default();
+                order.0 += amount;
+                order.1 += purchases;
+            }
+            let (kind, contact, at) = effect.first;
+            let first = firsts.entry((kind, contact)).or_insert(at);
+            *first = Ord::min(*first, at);
+        }
+        let orders: Vec<_> = orders.into_iter().collect();
         for chunk in orders.chunks(1000) {
             add_orders(txn, tenant, chunk).await?;
         }
-        entry_rollup::lower(txn, tenant, &std::mem::take(&mut self.firsts)).await
+        entry_rollup::lower(txn, tenant, &firsts).await?;
+        Ok(new.len() as u64)
     }
 }
 
@@ -418,14 +496,32 @@ async fn merge(
     Ok(())
 }
 
-/// Removes every fact of an erased contact.
-async fn erase(txn: &DatabaseTransaction, tenant: &str, contact_id: &str) -> Result<(), DbErr> {
+/// Removes every fact of an erased contact. The ids of its interactions, recorded by
+/// their facts until now, stay recorded, so a repeated delivery of one still counts as a
+/// duplicate.
+async fn erase(
+    txn: &DatabaseTransaction,
+    tenant: &str,
+    contact_id: &str,
+    now: i64,
+) -> Result<(), DbErr> {
     let models = stage_rollup::lock_models(txn, tenant, []).await?;
     let before = stage_rollup::contributions(
         &stage_rollup::transitions_of(txn, tenant, &models, &[contact_id.to_owned()]).await?,
     );
     stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;
     entry_rollup::erase(txn, tenant, contact_id).await?;
+    clm_store::keep_event_ids(
+        txn,
+        (
+            applied_event::Entity.table_name(),
+            fact::Entity.table_name(),
+        ),
+        tenant,
+        contact_id,
+        now,
+    )
+    .await?;
     fact::Entity::delete_many()
         .filter(fact::Column::TenantId.eq(tenant))
         .filter(fact::Column::ContactId.eq(contact_id))

@@ -442,27 +442,59 @@ backend_tests!(
 backend_tests!(ingest_is_idempotent, |db| async move {
     let app = TestApp::spawn(&db).await;
     let batch = vec![
+        app.contact("a", "ads", "spring"),
         app.interaction("a", "purchase", 99, 1000),
         app.interaction("a", "purchase", 98, 1000),
     ];
     let first = app.ingest(batch.clone()).await;
-    let again = app.ingest(batch).await;
+    let again = app.ingest(batch.clone()).await;
+    // A batch of repeats and one new interaction applies only the new one.
+    let mixed = app
+        .ingest([batch, vec![app.interaction("a", "purchase", 97, 500)]].concat())
+        .await;
     assert_eq!(
-        (
-            first.applied,
-            first.duplicates,
-            again.applied,
-            again.duplicates
-        ),
-        (2, 0, 0, 2)
+        [first, again, mixed].map(|r| (r.applied, r.duplicates)),
+        [(3, 0), (0, 3), (1, 3)]
     );
     let reply = rfm(&app).await;
     assert_eq!(
         reply.segments[0].revenue.as_ref().unwrap().amount_micros,
-        20_000_000,
-        "counted once"
+        25_000_000,
+        "each purchase counted once"
     );
 });
+
+backend_tests!(
+    an_erased_contacts_interactions_stay_duplicates,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let erased = app.interaction("e", "purchase", 98, 50000);
+        let kept = app.interaction("a", "purchase", 99, 1000);
+        app.ingest(vec![erased.clone(), kept.clone()]).await;
+        app.ingest(vec![app.erased("e")]).await;
+        // A relay delivering the old batch again (and a new purchase of a's) must not
+        // bring the erased contact's purchase back.
+        let again = app
+            .ingest(vec![
+                erased,
+                kept,
+                app.interaction("a", "purchase", 97, 1000),
+            ])
+            .await;
+        assert_eq!((again.applied, again.duplicates), (1, 2));
+        let reply = rfm(&app).await;
+        let customers: Vec<(&str, i32)> = reply
+            .contacts
+            .iter()
+            .map(|c| (c.contact_id.as_str(), c.frequency))
+            .collect();
+        assert_eq!(customers, [("a", 1)]);
+        assert_eq!(
+            reply.segments[0].revenue.as_ref().unwrap().amount_micros,
+            20_000_000
+        );
+    }
+);
 
 backend_tests!(invalid_report_requests_name_their_fields, |db| async move {
     let app = TestApp::spawn(&db).await;

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect, Statement, TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityName, EntityTrait,
+    QueryFilter, QuerySelect, Statement, TryInsertResult,
 };
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
@@ -519,33 +519,17 @@ async fn erase(
     contact: &str,
     now: Micros,
 ) -> Result<(), ScoringError> {
-    let mut keep_ids = Query::insert();
-    keep_ids
-        .into_table(applied_event::Entity)
-        .columns([
-            applied_event::Column::TenantId,
-            applied_event::Column::EventId,
-            applied_event::Column::AppliedAt,
-        ])
-        .select_from(
-            Query::select()
-                .columns([history::Column::TenantId, history::Column::EventId])
-                .expr(Expr::value(now))
-                .from(history::Entity)
-                .and_where(history::Column::TenantId.eq(tenant))
-                .and_where(history::Column::ContactId.eq(contact))
-                .to_owned(),
-        )
-        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?
-        .on_conflict(
-            OnConflict::columns([
-                applied_event::Column::TenantId,
-                applied_event::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        );
-    txn.execute(&keep_ids).await?;
+    clm_store::keep_event_ids(
+        txn,
+        (
+            applied_event::Entity.table_name(),
+            history::Entity.table_name(),
+        ),
+        tenant,
+        contact,
+        now,
+    )
+    .await?;
     remove_contact_rows(txn, tenant, contact, true).await?;
     tombstone(txn, tenant, contact, None).await
 }

@@ -1,0 +1,44 @@
+//! Event ids a service keeps after the rows that recorded them are gone.
+
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DbErr};
+
+/// Copies the event ids of `contact`'s rows in `records` (a table keyed by `tenant_id`
+/// and `event_id`, with a `contact_id`) into `applied` (`tenant_id`, `event_id`,
+/// `applied_at`), before an erasure removes those rows: the rows were the record that
+/// each event had been applied, and a repeated delivery of one must stay a duplicate. An
+/// id says nothing about the person.
+pub async fn keep_event_ids<C: ConnectionTrait>(
+    conn: &C,
+    (applied, records): (&str, &str),
+    tenant: &str,
+    contact: &str,
+    now: i64,
+) -> Result<(), DbErr> {
+    let (tenant_id, event_id) = (Alias::new("tenant_id"), Alias::new("event_id"));
+    let mut insert = Query::insert();
+    insert
+        .into_table(Alias::new(applied))
+        .columns([
+            tenant_id.clone(),
+            event_id.clone(),
+            Alias::new("applied_at"),
+        ])
+        .select_from(
+            Query::select()
+                .columns([tenant_id.clone(), event_id.clone()])
+                .expr(Expr::value(now))
+                .from(Alias::new(records))
+                .and_where(Expr::col(tenant_id.clone()).eq(tenant))
+                .and_where(Expr::col(Alias::new("contact_id")).eq(contact))
+                .to_owned(),
+        )
+        .map_err(|e| DbErr::Custom(e.to_string()))?
+        .on_conflict(
+            OnConflict::columns([tenant_id, event_id])
+                .do_nothing()
+                .to_owned(),
+        );
+    conn.execute(&insert).await?;
+    Ok(())
+}
