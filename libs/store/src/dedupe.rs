@@ -42,3 +42,19 @@ pub async fn keep_event_ids<C: ConnectionTrait>(
     conn.execute(&insert).await?;
     Ok(())
 }
+
+/// Removes from `applied` the event ids that rows of `records` (keyed the same way) also
+/// keep: for a migration after `records` became the record of those events, where builds
+/// before kept each id in both tables. Ids without a row in `records` (those of erased
+/// contacts, and every other kind of event) stay.
+pub async fn forget_ids_kept_by<C: ConnectionTrait>(
+    conn: &C,
+    (applied, records): (&str, &str),
+) -> Result<(), DbErr> {
+    conn.execute_unprepared(&format!(
+        "DELETE FROM {applied} WHERE EXISTS (SELECT 1 FROM {records} r \
+         WHERE r.tenant_id = {applied}.tenant_id AND r.event_id = {applied}.event_id)"
+    ))
+    .await?;
+    Ok(())
+}

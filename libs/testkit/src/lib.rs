@@ -375,6 +375,43 @@ pub async fn check_migration_swaps_index<M: sea_orm_migration::MigratorTrait>(
     assert_eq!(state().await, (false, true), "after migrating again");
 }
 
+/// Records `ids` of `tenant` in a dedupe table (`tenant_id`, `event_id`, `applied_at`), as
+/// a build before would have left them.
+pub async fn record_event_ids(
+    conn: &sea_orm::DatabaseConnection,
+    table: &str,
+    tenant: &str,
+    ids: &[&str],
+) {
+    use sea_orm::sea_query::{Alias, Query};
+    let mut insert = Query::insert();
+    insert.into_table(Alias::new(table)).columns([
+        Alias::new("tenant_id"),
+        Alias::new("event_id"),
+        Alias::new("applied_at"),
+    ]);
+    for id in ids {
+        insert.values_panic([tenant.into(), (*id).into(), 0i64.into()]);
+    }
+    conn.execute(&insert).await.unwrap();
+}
+
+/// Every event id in a dedupe table, in order.
+pub async fn recorded_event_ids(conn: &sea_orm::DatabaseConnection, table: &str) -> Vec<String> {
+    use sea_orm::sea_query::{Alias, Query};
+    let select = Query::select()
+        .column(Alias::new("event_id"))
+        .from(Alias::new(table))
+        .order_by(Alias::new("event_id"), sea_orm::Order::Asc)
+        .to_owned();
+    conn.query_all(&select)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index(0).unwrap())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(COVER_FACTS_BY_KIND),
             Box::new(IndexEntriesByIdBytes),
             Box::new(CreateEntryCounts),
+            Box::new(ForgetIdsKeptByFacts),
         ]
     }
 }
@@ -411,5 +412,32 @@ impl MigrationTrait for CreateEntryCounts {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         schema::drop(manager, ENTRY_COUNTS).await
+    }
+}
+
+/// Interactions are recorded by their facts alone now; builds before kept each id in
+/// `applied_events` too. The ids whose fact is stored go (the fact keeps them applied);
+/// those of erased contacts, whose facts are gone, stay.
+struct ForgetIdsKeptByFacts;
+
+impl MigrationName for ForgetIdsKeptByFacts {
+    fn name(&self) -> &str {
+        "m20261203_000008_forget_ids_kept_by_facts"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ForgetIdsKeptByFacts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        clm_store::forget_ids_kept_by(
+            manager.get_connection(),
+            ("applied_events", "interaction_facts"),
+        )
+        .await
+    }
+
+    async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        // The facts keep the ids applied either way: nothing to restore.
+        Ok(())
     }
 }

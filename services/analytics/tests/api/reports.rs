@@ -1383,3 +1383,65 @@ backend_tests!(
         );
     }
 );
+
+backend_tests!(
+    ids_kept_twice_before_are_kept_once_and_stay_duplicates,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_analytics::store::{
+            ContactFact, Ingested, Store, entities::fact, migration::Migrator,
+        };
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        use sea_orm_migration::MigratorTrait;
+
+        let conn = clm_store::connect("analytics", db.location())
+            .await
+            .unwrap();
+        // As a build before left it: "f" applied with its fact, "gone" applied by a
+        // contact erased since, "upsert" a contact event.
+        Migrator::up(&conn, Some(8)).await.unwrap();
+        clm_testkit::record_event_ids(&conn, "applied_events", "default", &["f", "gone", "upsert"])
+            .await;
+        fact::Entity::insert(fact::ActiveModel {
+            tenant_id: Set("default".into()),
+            event_id: Set("f".into()),
+            contact_id: Set("a".into()),
+            kind: Set("purchase".into()),
+            occurred_at: Set(DAY),
+            amount_micros: Set(1_000_000),
+            currency: Set("EUR".into()),
+            campaign: Set(String::new()),
+            channel: Set(String::new()),
+            nps_score: Set(None),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        assert_eq!(
+            clm_testkit::recorded_event_ids(&conn, "applied_events").await,
+            ["gone", "upsert"]
+        );
+        let interaction = |id: &str| Ingested {
+            event_id: id.into(),
+            contact_id: "a".into(),
+            occurred_at: DAY,
+            fact: ContactFact::Interaction {
+                kind: "purchase".into(),
+                value: Some((1_000_000, "EUR".into())),
+                campaign: String::new(),
+                channel: String::new(),
+                nps_score: None,
+            },
+        };
+        let store = Store::new(conn);
+        let again = store
+            .ingest_contacts(
+                "default",
+                vec![interaction("f"), interaction("gone"), interaction("new")],
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, (1, 2));
+    }
+);

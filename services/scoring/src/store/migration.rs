@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
         migrations.extend(clm_outbox::migrations());
         migrations.push(Box::new(COVER_LEDGER_BY_CONTACT));
         migrations.push(Box::new(StatesAsBytes));
+        migrations.push(Box::new(ForgetIdsKeptByHistory));
         migrations
     }
 }
@@ -315,5 +316,32 @@ async fn states_back_to_json(
             db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?;
         }
+    }
+}
+
+/// Interactions are recorded by their history rows alone; builds before kept each id in
+/// `applied_events` too. The ids whose history row is stored go (the row keeps them
+/// applied); those of erased contacts, whose history is gone, and of other events stay.
+struct ForgetIdsKeptByHistory;
+
+impl MigrationName for ForgetIdsKeptByHistory {
+    fn name(&self) -> &str {
+        "m20261203_000002_forget_ids_kept_by_history"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ForgetIdsKeptByHistory {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        clm_store::forget_ids_kept_by(
+            manager.get_connection(),
+            ("applied_events", "interaction_history"),
+        )
+        .await
+    }
+
+    async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        // The history keeps the ids applied either way: nothing to restore.
+        Ok(())
     }
 }

@@ -2,14 +2,26 @@
 
 use clm_scoring::store::migration::Migrator;
 use clm_testkit::{backend_tests, check_migration_swaps_index};
+use sea_orm_migration::MigratorTrait;
+
+/// How many migrations run before the one named `name`.
+fn step_named(name: &str) -> u32 {
+    Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("a migration of that name") as u32
+}
 
 backend_tests!(
     the_ledger_index_covers_the_fold_and_rolls_back,
     |db: clm_testkit::TestDatabase| async move {
         let conn = clm_store::connect("scoring", db.location()).await.unwrap();
+        let later = Migrator::migrations().len() as u32
+            - step_named("m20261201_000001_cover_ledger_by_contact")
+            - 1;
         check_migration_swaps_index::<Migrator>(
             &conn,
-            1,
+            later,
             "score_ledger",
             "ledger_by_contact",
             "ledger_by_contact_covering",
@@ -25,12 +37,12 @@ backend_tests!(
         use clm_scoring::state_bytes::{decode, encode_stored};
         use clm_scoring::store::{Store, entities::score};
         use sea_orm::{ActiveValue::Set, ConnectionTrait, DbBackend, EntityTrait, Statement};
-        use sea_orm_migration::MigratorTrait;
 
         let conn = clm_store::connect("scoring", db.location()).await.unwrap();
         let steps = Migrator::migrations().len() as u32;
+        let before = step_named("m20261203_000001_score_states_as_bytes");
         // The schema as it was before, holding a state as JSON.
-        Migrator::up(&conn, Some(steps - 1)).await.unwrap();
+        Migrator::up(&conn, Some(before)).await.unwrap();
         let state = ScoreState {
             ref_time: 1_700_000_000_000_000,
             fit: vec![("senior_title".into(), 15.0)],
@@ -99,7 +111,7 @@ backend_tests!(
         );
 
         // Rolled back: every state JSON again, the new form's included.
-        Migrator::down(&conn, Some(1)).await.unwrap();
+        Migrator::down(&conn, Some(steps - before)).await.unwrap();
         let select = "SELECT contact_id, CAST(state AS text) FROM scores ORDER BY contact_id";
         let rows = conn
             .query_all_raw(Statement::from_string(backend, select))
@@ -115,6 +127,37 @@ backend_tests!(
         assert_eq!(
             (read.get("as-json"), read.get("as-bytes")),
             (Some(&state), Some(&state))
+        );
+    }
+);
+
+backend_tests!(
+    ids_kept_twice_before_are_kept_once,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_scoring::store::entities::history;
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+
+        let conn = clm_store::connect("scoring", db.location()).await.unwrap();
+        // As a build before left it: "h" applied with its history row, "gone" applied by
+        // a contact erased since, "upsert" a contact event.
+        let before = step_named("m20261203_000002_forget_ids_kept_by_history");
+        Migrator::up(&conn, Some(before)).await.unwrap();
+        clm_testkit::record_event_ids(&conn, "applied_events", "t", &["h", "gone", "upsert"]).await;
+        history::Entity::insert(history::ActiveModel {
+            tenant_id: Set("t".into()),
+            event_id: Set("h".into()),
+            contact_id: Set("a".into()),
+            kind: Set("page_view".into()),
+            occurred_at: Set(1),
+            properties: Set(serde_json::json!({})),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        assert_eq!(
+            clm_testkit::recorded_event_ids(&conn, "applied_events").await,
+            ["gone", "upsert"]
         );
     }
 );
