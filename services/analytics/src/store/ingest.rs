@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityName, EntityTrait, QueryFilter, QuerySelect,
-    TryInsertResult,
+    ColumnTrait, DatabaseTransaction, DbErr, EntityName, EntityTrait, QueryFilter, TryInsertResult,
 };
 
 use super::entities::{applied_event, contact, fact, order, transition};
@@ -95,28 +94,6 @@ impl Store {
         })
     }
 
-    /// Which of the interactions `ids` were recorded in `applied_events` (those of
-    /// contacts erased since, or applied by a build that recorded every id there).
-    async fn recorded(
-        txn: &DatabaseTransaction,
-        tenant: &str,
-        ids: &[String],
-    ) -> Result<HashSet<String>, DbErr> {
-        let mut recorded = HashSet::new();
-        for chunk in ids.chunks(1000) {
-            let found: Vec<String> = applied_event::Entity::find()
-                .select_only()
-                .column(applied_event::Column::EventId)
-                .filter(applied_event::Column::TenantId.eq(tenant))
-                .filter(applied_event::Column::EventId.is_in(chunk.iter().cloned()))
-                .into_tuple()
-                .all(txn)
-                .await?;
-            recorded.extend(found);
-        }
-        Ok(recorded)
-    }
-
     /// Ingests contact events; returns (applied, duplicates).
     ///
     /// An interaction is recorded by its fact, keyed by its event id as `applied_events`
@@ -145,7 +122,15 @@ impl Store {
             }
         }
         let new_others = Self::fresh(&txn, tenant, &others, now).await?;
-        let recorded = Self::recorded(&txn, tenant, &interactions).await?;
+        // Ids of interactions recorded in `applied_events`: those of contacts erased since,
+        // or applied by a build that recorded every id there.
+        let recorded = clm_store::find_event_ids(
+            &*txn,
+            applied_event::Entity.table_name(),
+            tenant,
+            &interactions,
+        )
+        .await?;
         // Facts and order amounts are gathered and written together; a merge or erasure
         // reads and rewrites them, so what is gathered is written before it.
         let mut pending = Pending::default();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TryInsertResult};
+use sea_orm::{ColumnTrait, EntityName, EntityTrait, QueryFilter, TryInsertResult};
 
 use super::Store;
 use super::engine::{self, ContactState, save_facts};
@@ -127,24 +127,11 @@ impl Store {
             return Ok((0, duplicates));
         }
         let txn = clm_store::begin_write(&self.db).await?;
+        // Also keeps replicas on PostgreSQL from applying the same signal at once: `new_ids`
+        // reads what is recorded before the activities that record interactions are written.
         engine::lock_log(&txn).await?;
-        let inserted = applied_signal::Entity::insert_many(fresh.iter().map(|s| {
-            applied_signal::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                event_id: Set(s.event_id.clone()),
-                applied_at: Set(now),
-            }
-        }))
-        .on_conflict_do_nothing_on([
-            applied_signal::Column::TenantId,
-            applied_signal::Column::EventId,
-        ])
-        .exec_with_returning_keys(&txn)
-        .await?;
-        let new_ids: HashSet<String> = match inserted {
-            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
-            _ => HashSet::new(),
-        };
+        let mut erased = load_tombstones(&txn, tenant, &fresh).await?;
+        let new_ids = new_ids(&txn, tenant, &fresh, &erased, now).await?;
         duplicates += (fresh.len() - new_ids.len()) as u64;
         let default_model = models.first().map(|m| m.id.clone()).unwrap_or_default();
         let signals: Vec<Signal> = fresh
@@ -152,7 +139,6 @@ impl Store {
             .filter(|s| new_ids.contains(&s.event_id))
             .collect();
         let applied = signals.len() as u64;
-        let mut erased = load_tombstones(&txn, tenant, &signals).await?;
         let segments = engine::load_segments(&txn, tenant).await?;
         let mut batch = Batch::new(tenant, now);
         let model_ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
@@ -332,6 +318,54 @@ impl Batch {
     }
 }
 
+/// Records the signals' ids and returns those not applied before.
+///
+/// An interaction of a contact that is not erased is recorded by its activity row (written
+/// when the call's activities are), keyed by its event id like `applied_signals`: one row
+/// per interaction instead of two. Every other signal (and an interaction of an erased
+/// contact, which keeps no activity) is recorded by its id alone; an erasure keeps its
+/// contact's interaction ids there, and builds before kept every id there, so repeats of
+/// those stay duplicates too.
+async fn new_ids(
+    txn: &sea_orm::DatabaseTransaction,
+    tenant: &str,
+    signals: &[Signal],
+    erased: &HashSet<String>,
+    now: Micros,
+) -> Result<HashSet<String>, LifecycleError> {
+    let (by_activity, by_id): (Vec<&Signal>, Vec<&Signal>) = signals.iter().partition(|s| {
+        matches!(s.kind, SignalKind::Interaction { .. }) && !erased.contains(&s.contact_id)
+    });
+    let mut new = HashSet::with_capacity(signals.len());
+    // SQLite binds at most 32,766 parameters per statement; 3 columns x 1,000 rows fits.
+    for chunk in by_id.chunks(1000) {
+        let inserted = applied_signal::Entity::insert_many(chunk.iter().map(|s| {
+            applied_signal::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                event_id: Set(s.event_id.clone()),
+                applied_at: Set(now),
+            }
+        }))
+        .on_conflict_do_nothing_on([
+            applied_signal::Column::TenantId,
+            applied_signal::Column::EventId,
+        ])
+        .exec_with_returning_keys(txn)
+        .await?;
+        if let TryInsertResult::Inserted(keys) = inserted {
+            new.extend(keys.into_iter().map(|(_, id)| id));
+        }
+    }
+    let ids: Vec<String> = by_activity.iter().map(|s| s.event_id.clone()).collect();
+    let mut recorded =
+        clm_store::find_event_ids(txn, activity::Entity.table_name(), tenant, &ids).await?;
+    recorded.extend(
+        clm_store::find_event_ids(txn, applied_signal::Entity.table_name(), tenant, &ids).await?,
+    );
+    new.extend(ids.into_iter().filter(|id| !recorded.contains(id)));
+    Ok(new)
+}
+
 /// The contacts of `signals` that were erased or merged away, in one query.
 async fn load_tombstones(
     txn: &sea_orm::DatabaseTransaction,
@@ -387,6 +421,18 @@ async fn erase(
     contact: &str,
     now: Micros,
 ) -> Result<(), LifecycleError> {
+    // Its interactions' ids stay recorded (an id says nothing about the person).
+    clm_store::keep_event_ids(
+        txn,
+        (
+            applied_signal::Entity.table_name(),
+            activity::Entity.table_name(),
+        ),
+        tenant,
+        contact,
+        now,
+    )
+    .await?;
     activity::Entity::delete_many()
         .filter(activity::Column::TenantId.eq(tenant))
         .filter(activity::Column::ContactId.eq(contact))

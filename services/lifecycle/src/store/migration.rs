@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![Box::new(CreateLifecycleTables)];
         migrations.extend(clm_outbox::migrations());
         migrations.push(Box::new(COVER_ACTIVITIES_BY_CONTACT));
+        migrations.push(Box::new(ForgetIdsKeptByActivities));
         migrations
     }
 }
@@ -218,3 +219,27 @@ const COVER_ACTIVITIES_BY_CONTACT: ReplaceIndex = ReplaceIndex {
         ],
     ),
 };
+
+/// Interactions are recorded by their activity rows alone; builds before kept each id in
+/// `applied_signals` too. The ids whose activity is stored go (the row keeps them
+/// applied); those of erased contacts, whose activities are gone, and of other signals stay.
+struct ForgetIdsKeptByActivities;
+
+impl MigrationName for ForgetIdsKeptByActivities {
+    fn name(&self) -> &str {
+        "m20261203_000001_forget_ids_kept_by_activities"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ForgetIdsKeptByActivities {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        clm_store::forget_ids_kept_by(manager.get_connection(), ("applied_signals", "activities"))
+            .await
+    }
+
+    async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
+        // The activities keep the ids applied either way: nothing to restore.
+        Ok(())
+    }
+}

@@ -11,11 +11,45 @@ backend_tests!(
             .unwrap();
         check_migration_swaps_index::<Migrator>(
             &conn,
-            0,
+            1,
             "activities",
             "activities_by_contact",
             "activities_by_contact_covering",
         )
         .await;
+    }
+);
+
+backend_tests!(
+    ids_kept_twice_before_are_kept_once,
+    |db: clm_testkit::TestDatabase| async move {
+        use clm_lifecycle::store::entities::activity;
+        use sea_orm::{ActiveValue::Set, EntityTrait};
+        use sea_orm_migration::MigratorTrait;
+
+        let conn = clm_store::connect("lifecycle", db.location())
+            .await
+            .unwrap();
+        // As a build before left it: "a" applied with its activity, "gone" applied by a
+        // contact erased since, "band" another signal.
+        let steps = Migrator::migrations().len() as u32;
+        Migrator::up(&conn, Some(steps - 1)).await.unwrap();
+        clm_testkit::record_event_ids(&conn, "applied_signals", "t", &["a", "gone", "band"]).await;
+        activity::Entity::insert(activity::ActiveModel {
+            tenant_id: Set("t".into()),
+            event_id: Set("a".into()),
+            contact_id: Set("c1".into()),
+            kind: Set("page_view".into()),
+            occurred_at: Set(1),
+            amount_micros: Set(0),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
+        Migrator::up(&conn, None).await.unwrap();
+        assert_eq!(
+            clm_testkit::recorded_event_ids(&conn, "applied_signals").await,
+            ["band", "gone"]
+        );
     }
 );

@@ -225,3 +225,34 @@ backend_tests!(backward_moves_need_override_and_a_reason, |db| async move {
         .unwrap();
     assert_eq!(app.stage("c1").await, "retention");
 });
+
+backend_tests!(
+    repeated_signals_are_duplicates_also_after_an_erasure,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let batch = vec![
+            app.interaction("c1", "email_open"),
+            app.attributes("c1", &[("title", "CTO")]),
+            app.interaction("c2", "purchase"),
+        ];
+        let first = app.apply(batch.clone()).await;
+        let history = app.history("c2").await;
+        let again = app.apply(batch.clone()).await;
+        assert_eq!(app.history("c2").await, history, "nothing moves twice");
+        let erasure = pb::Signal {
+            event_id: "erase-c1".into(),
+            contact_id: "c1".into(),
+            occurred_at: Some(ts(app.now())),
+            kind: Some(pb::signal::Kind::Erased(true)),
+        };
+        app.apply(vec![erasure]).await;
+        // A relay delivering the old batch again after c1's erasure, with a new signal.
+        let after = app
+            .apply([batch, vec![app.interaction("c2", "email_open")]].concat())
+            .await;
+        assert_eq!(
+            [first, again, after].map(|r| (r.applied, r.duplicates)),
+            [(3, 0), (0, 3), (1, 3)]
+        );
+    }
+);
