@@ -322,10 +322,12 @@ impl Batch {
 ///
 /// An interaction of a contact that is not erased is recorded by its activity row (written
 /// when the call's activities are), keyed by its event id like `applied_signals`: one row
-/// per interaction instead of two. Every other signal (and an interaction of an erased
-/// contact, which keeps no activity) is recorded by its id alone; an erasure keeps its
-/// contact's interaction ids there, and builds before kept every id there, so repeats of
-/// those stay duplicates too.
+/// per interaction instead of two. Every other signal (and an interaction of an erased or
+/// merged contact, which keeps no activity) is recorded by its id alone; an erasure keeps
+/// its contact's interaction ids there. Only activities need looking up for a live
+/// contact's interaction: tombstones are forever, so an id in `applied_signals` without an
+/// activity belongs to a tombstoned contact (builds before kept every id there too; a
+/// migration forgot those the activities keep).
 async fn new_ids(
     txn: &sea_orm::DatabaseTransaction,
     tenant: &str,
@@ -357,11 +359,8 @@ async fn new_ids(
         }
     }
     let ids: Vec<String> = by_activity.iter().map(|s| s.event_id.clone()).collect();
-    let mut recorded =
+    let recorded =
         clm_store::find_event_ids(txn, activity::Entity.table_name(), tenant, &ids).await?;
-    recorded.extend(
-        clm_store::find_event_ids(txn, applied_signal::Entity.table_name(), tenant, &ids).await?,
-    );
     new.extend(ids.into_iter().filter(|id| !recorded.contains(id)));
     Ok(new)
 }
