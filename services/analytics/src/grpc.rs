@@ -989,7 +989,7 @@ impl AnalyticsService for AnalyticsApi {
             .collect();
         let (applied, duplicates) = self
             .store
-            .ingest_transitions(&tenant, decoded, (self.clock)())
+            .ingest_transitions(&tenant, decoded)
             .await
             .map_err(|e| internal(&e))?;
         Ok(Response::new(pb::IngestTransitionsResponse {

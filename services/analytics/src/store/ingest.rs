@@ -211,13 +211,14 @@ impl Store {
         Ok((applied, total - applied))
     }
 
-    /// Ingests transitions; returns (applied, duplicates).
+    /// Ingests transitions; returns (applied, duplicates). A transition is recorded by its
+    /// row, keyed by its event id; an erasure keeps its contact's transition ids in
+    /// `applied_events`, so a repeated delivery is a duplicate either way.
     #[tracing::instrument(name = "db.transaction", skip_all, fields(db.operation.name = "ingest_transitions", db.system.name))]
     pub async fn ingest_transitions(
         &self,
         tenant: &str,
         events: Vec<Ingested<TransitionFact>>,
-        now: i64,
     ) -> Result<(u64, u64), DbErr> {
         let total = events.len() as u64;
         let mut unique = HashSet::new();
@@ -227,12 +228,15 @@ impl Store {
             .collect();
         let txn = clm_store::begin_write(&self.db).await?;
         let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
-        let new = Self::fresh(&txn, tenant, &ids, now).await?;
-        let new_events: Vec<_> = events
+        // Ids of transitions recorded in `applied_events`: those of contacts erased since.
+        let recorded =
+            clm_store::find_event_ids(&*txn, applied_event::Entity.table_name(), tenant, &ids)
+                .await?;
+        let candidates: Vec<_> = events
             .into_iter()
-            .filter(|e| new.contains(&e.event_id))
+            .filter(|e| !recorded.contains(&e.event_id))
             .collect();
-        let rows: Vec<transition::ActiveModel> = new_events
+        let rows: Vec<transition::ActiveModel> = candidates
             .iter()
             .cloned()
             .map(|e| transition::ActiveModel {
@@ -245,7 +249,7 @@ impl Store {
                 occurred_at: Set(e.occurred_at),
             })
             .collect();
-        let contacts: Vec<String> = new_events
+        let contacts: Vec<String> = candidates
             .iter()
             .map(|e| e.contact_id.clone())
             .collect::<BTreeSet<_>>()
@@ -254,20 +258,28 @@ impl Store {
         let models = stage_rollup::lock_models(
             &*txn,
             tenant,
-            new_events.iter().map(|e| e.fact.model_id.clone()),
+            candidates.iter().map(|e| e.fact.model_id.clone()),
         )
         .await?;
         let mut transitions =
             stage_rollup::transitions_of(&*txn, tenant, &models, &contacts).await?;
         let before = stage_rollup::contributions(&transitions);
+        // The insert records each transition; those it took are the new ones.
+        let mut new = HashSet::with_capacity(rows.len());
+        // SQLite binds at most 32,766 parameters per statement; 7 columns x 1,000 rows fits.
         for chunk in rows.chunks(1000) {
-            transition::Entity::insert_many(chunk.to_vec())
-                .on_conflict_do_nothing()
-                .exec_without_returning(&txn)
+            let inserted = transition::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing_on([
+                    transition::Column::TenantId,
+                    transition::Column::EventId,
+                ])
+                .exec_with_returning_keys(&txn)
                 .await?;
+            if let TryInsertResult::Inserted(keys) = inserted {
+                new.extend(keys.into_iter().map(|(_, id)| id));
+            }
         }
-        // The new transitions are new to the table too (`fresh` kept only unseen ids).
-        for e in new_events {
+        for e in candidates.into_iter().filter(|e| new.contains(&e.event_id)) {
             transitions.entry(e.fact.model_id).or_default().push((
                 e.contact_id,
                 e.occurred_at,
@@ -481,9 +493,9 @@ async fn merge(
     Ok(())
 }
 
-/// Removes every fact of an erased contact. The ids of its interactions, recorded by
-/// their facts until now, stay recorded, so a repeated delivery of one still counts as a
-/// duplicate.
+/// Removes every fact of an erased contact. The ids of its interactions and transitions,
+/// recorded by their rows until now, stay recorded, so a repeated delivery of one still
+/// counts as a duplicate.
 async fn erase(
     txn: &DatabaseTransaction,
     tenant: &str,
@@ -496,17 +508,16 @@ async fn erase(
     );
     stage_rollup::apply(txn, tenant, &before, &Default::default()).await?;
     entry_rollup::erase(txn, tenant, contact_id).await?;
-    clm_store::keep_event_ids(
-        txn,
-        (
-            applied_event::Entity.table_name(),
-            fact::Entity.table_name(),
-        ),
-        tenant,
-        contact_id,
-        now,
-    )
-    .await?;
+    for records in [fact::Entity.table_name(), transition::Entity.table_name()] {
+        clm_store::keep_event_ids(
+            txn,
+            (applied_event::Entity.table_name(), records),
+            tenant,
+            contact_id,
+            now,
+        )
+        .await?;
+    }
     fact::Entity::delete_many()
         .filter(fact::Column::TenantId.eq(tenant))
         .filter(fact::Column::ContactId.eq(contact_id))

@@ -19,7 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(COVER_FACTS_BY_KIND),
             Box::new(IndexEntriesByIdBytes),
             Box::new(CreateEntryCounts),
-            Box::new(ForgetIdsKeptByFacts),
+            Box::new(ForgetIdsKeptByRows),
         ]
     }
 }
@@ -415,29 +415,29 @@ impl MigrationTrait for CreateEntryCounts {
     }
 }
 
-/// Interactions are recorded by their facts alone now; builds before kept each id in
-/// `applied_events` too. The ids whose fact is stored go (the fact keeps them applied);
-/// those of erased contacts, whose facts are gone, stay.
-struct ForgetIdsKeptByFacts;
+/// Interactions and transitions are recorded by their rows alone now; builds before kept
+/// each id in `applied_events` too. The ids whose row is stored go (the row keeps them
+/// applied); those of erased contacts, whose rows are gone, stay.
+struct ForgetIdsKeptByRows;
 
-impl MigrationName for ForgetIdsKeptByFacts {
+impl MigrationName for ForgetIdsKeptByRows {
     fn name(&self) -> &str {
-        "m20261203_000008_forget_ids_kept_by_facts"
+        "m20261203_000008_forget_ids_kept_by_rows"
     }
 }
 
 #[async_trait::async_trait]
-impl MigrationTrait for ForgetIdsKeptByFacts {
+impl MigrationTrait for ForgetIdsKeptByRows {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        clm_store::forget_ids_kept_by(
-            manager.get_connection(),
-            ("applied_events", "interaction_facts"),
-        )
-        .await
+        for records in ["interaction_facts", "transitions"] {
+            clm_store::forget_ids_kept_by(manager.get_connection(), ("applied_events", records))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, _manager: &SchemaManager) -> Result<(), DbErr> {
-        // The facts keep the ids applied either way: nothing to restore.
+        // The rows keep the ids applied either way: nothing to restore.
         Ok(())
     }
 }

@@ -167,7 +167,12 @@ impl TestApp {
     }
 
     pub async fn transitions(&self, moves: &[(&str, &str, &str, i64)]) {
-        let transitions = moves
+        self.ingest_transitions(self.transition_events(moves)).await;
+    }
+
+    /// Transitions of the default model, each (contact, from, to, day).
+    pub fn transition_events(&self, moves: &[(&str, &str, &str, i64)]) -> Vec<pb::TransitionEvent> {
+        moves
             .iter()
             .map(|(contact, from, to, day)| pb::TransitionEvent {
                 event_id: self.id(),
@@ -178,12 +183,19 @@ impl TestApp {
                 occurred_at: Some(ts(day * DAY)),
                 cause: "rule:test".into(),
             })
-            .collect();
+            .collect()
+    }
+
+    pub async fn ingest_transitions(
+        &self,
+        transitions: Vec<pb::TransitionEvent>,
+    ) -> pb::IngestTransitionsResponse {
         self.client
             .clone()
             .ingest_transitions(pb::IngestTransitionsRequest { transitions })
             .await
-            .unwrap();
+            .expect("ingest transitions")
+            .into_inner()
     }
 }
 

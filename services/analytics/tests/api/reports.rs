@@ -439,6 +439,35 @@ backend_tests!(
     }
 );
 
+backend_tests!(
+    transitions_stay_duplicates_also_after_an_erasure,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        let batch = app.transition_events(&[("a", "", "awareness", 1), ("b", "", "awareness", 1)]);
+        let first = app.ingest_transitions(batch.clone()).await;
+        let again = app.ingest_transitions(batch.clone()).await;
+        app.ingest(vec![app.erased("b")]).await;
+        // A relay delivering the old batch again after b's erasure, with a new move of a's.
+        let moved = app.transition_events(&[("a", "awareness", "conversion", 3)]);
+        let after = app.ingest_transitions([batch, moved].concat()).await;
+        assert_eq!(
+            [first, again, after].map(|r| (r.applied, r.duplicates)),
+            [(2, 0), (0, 2), (1, 2)]
+        );
+        let entries: Vec<(String, i64)> = rollup_and_scan(&app)
+            .await
+            .0
+            .into_iter()
+            .map(|stage| (stage.0, stage.2))
+            .collect();
+        assert_eq!(
+            entries,
+            [("awareness".into(), 1), ("conversion".into(), 1)],
+            "b stays erased"
+        );
+    }
+);
+
 backend_tests!(ingest_is_idempotent, |db| async move {
     let app = TestApp::spawn(&db).await;
     let batch = vec![
@@ -1388,7 +1417,9 @@ backend_tests!(
     ids_kept_twice_before_are_kept_once_and_stay_duplicates,
     |db: clm_testkit::TestDatabase| async move {
         use clm_analytics::store::{
-            ContactFact, Ingested, Store, entities::fact, migration::Migrator,
+            ContactFact, Ingested, Store,
+            entities::{fact, transition},
+            migration::Migrator,
         };
         use sea_orm::{ActiveValue::Set, EntityTrait};
         use sea_orm_migration::MigratorTrait;
@@ -1396,11 +1427,28 @@ backend_tests!(
         let conn = clm_store::connect("analytics", db.location())
             .await
             .unwrap();
-        // As a build before left it: "f" applied with its fact, "gone" applied by a
-        // contact erased since, "upsert" a contact event.
+        // As a build before left it: "f" applied with its fact, "t" with its transition,
+        // "gone" applied by a contact erased since, "upsert" a contact event.
         Migrator::up(&conn, Some(8)).await.unwrap();
-        clm_testkit::record_event_ids(&conn, "applied_events", "default", &["f", "gone", "upsert"])
-            .await;
+        clm_testkit::record_event_ids(
+            &conn,
+            "applied_events",
+            "default",
+            &["f", "t", "gone", "upsert"],
+        )
+        .await;
+        transition::Entity::insert(transition::ActiveModel {
+            tenant_id: Set("default".into()),
+            event_id: Set("t".into()),
+            contact_id: Set("a".into()),
+            model_id: Set("default".into()),
+            from_stage: Set(String::new()),
+            to_stage: Set("awareness".into()),
+            occurred_at: Set(DAY),
+        })
+        .exec_without_returning(&conn)
+        .await
+        .unwrap();
         fact::Entity::insert(fact::ActiveModel {
             tenant_id: Set("default".into()),
             event_id: Set("f".into()),
