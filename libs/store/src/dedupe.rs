@@ -3,7 +3,10 @@
 use std::collections::HashSet;
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, PrimaryKeyTrait,
+    TryInsertResult,
+};
 
 /// Copies the event ids of `contact`'s rows in `records` (a table keyed by `tenant_id`
 /// and `event_id`, with a `contact_id`) into `applied` (`tenant_id`, `event_id`,
@@ -83,4 +86,28 @@ pub async fn find_event_ids<C: ConnectionTrait>(
         }
     }
     Ok(found)
+}
+
+/// Inserts `rows` of a table keyed by (`tenant_id`, `event_id`), skipping those whose key
+/// is stored already, and returns the event ids of the rows it took: the insert is the
+/// record that an event was applied, so what it took is what is new.
+pub async fn insert_new<A, C>(conn: &C, rows: Vec<A>) -> Result<HashSet<String>, DbErr>
+where
+    A: ActiveModelTrait,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    <A::Entity as EntityTrait>::PrimaryKey: PrimaryKeyTrait<ValueType = (String, String)>,
+    C: ConnectionTrait,
+{
+    let mut new = HashSet::with_capacity(rows.len());
+    // SQLite binds at most 32,766 parameters per statement: 1,000 rows of up to 32 columns.
+    for chunk in rows.chunks(1000) {
+        let inserted = <A::Entity as EntityTrait>::insert_many(chunk.to_vec())
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(conn)
+            .await?;
+        if let TryInsertResult::Inserted(keys) = inserted {
+            new.extend(keys.into_iter().map(|(_, id)| id));
+        }
+    }
+    Ok(new)
 }

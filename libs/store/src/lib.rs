@@ -14,7 +14,7 @@ mod dedupe;
 pub mod schema;
 mod write;
 
-pub use dedupe::{find_event_ids, forget_ids_kept_by, keep_event_ids};
+pub use dedupe::{find_event_ids, forget_ids_kept_by, insert_new, keep_event_ids};
 pub use write::{WriteTxn, begin_write, write_gate};
 
 /// Errors while opening a database.

@@ -375,6 +375,15 @@ pub async fn check_migration_swaps_index<M: sea_orm_migration::MigratorTrait>(
     assert_eq!(state().await, (false, true), "after migrating again");
 }
 
+/// How many of `M`'s migrations run before the one named `name`: tests that migrate to
+/// just before a step find it by name, so a migration added later does not move them.
+pub fn migrations_before<M: sea_orm_migration::MigratorTrait>(name: &str) -> u32 {
+    M::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("a migration of that name") as u32
+}
+
 /// Records `ids` of `tenant` in a dedupe table (`tenant_id`, `event_id`, `applied_at`), as
 /// a build before would have left them.
 pub async fn record_event_ids(

@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityName, EntityTrait, QueryFilter, TryInsertResult,
-};
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityName, EntityTrait, QueryFilter};
 
 use super::entities::{applied_event, contact, fact, order, transition};
 use super::{Store, customer_rollup, day_of, entry_rollup, stage_rollup};
@@ -73,25 +71,12 @@ impl Store {
         ids: &[String],
         now: i64,
     ) -> Result<HashSet<String>, DbErr> {
-        if ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let inserted =
-            applied_event::Entity::insert_many(ids.iter().map(|id| applied_event::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                event_id: Set(id.clone()),
-                applied_at: Set(now),
-            }))
-            .on_conflict_do_nothing_on([
-                applied_event::Column::TenantId,
-                applied_event::Column::EventId,
-            ])
-            .exec_with_returning_keys(txn)
-            .await?;
-        Ok(match inserted {
-            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, id)| id).collect(),
-            _ => HashSet::new(),
-        })
+        let rows = ids.iter().map(|id| applied_event::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            event_id: Set(id.clone()),
+            applied_at: Set(now),
+        });
+        clm_store::insert_new(txn, rows.collect()).await
     }
 
     /// Ingests contact events; returns (applied, duplicates).
@@ -264,21 +249,7 @@ impl Store {
         let mut transitions =
             stage_rollup::transitions_of(&*txn, tenant, &models, &contacts).await?;
         let before = stage_rollup::contributions(&transitions);
-        // The insert records each transition; those it took are the new ones.
-        let mut new = HashSet::with_capacity(rows.len());
-        // SQLite binds at most 32,766 parameters per statement; 7 columns x 1,000 rows fits.
-        for chunk in rows.chunks(1000) {
-            let inserted = transition::Entity::insert_many(chunk.to_vec())
-                .on_conflict_do_nothing_on([
-                    transition::Column::TenantId,
-                    transition::Column::EventId,
-                ])
-                .exec_with_returning_keys(&txn)
-                .await?;
-            if let TryInsertResult::Inserted(keys) = inserted {
-                new.extend(keys.into_iter().map(|(_, id)| id));
-            }
-        }
+        let new = clm_store::insert_new(&*txn, rows).await?;
         for e in candidates.into_iter().filter(|e| new.contains(&e.event_id)) {
             transitions.entry(e.fact.model_id).or_default().push((
                 e.contact_id,
@@ -325,18 +296,7 @@ impl Pending {
         tenant: &str,
         changed: &mut BTreeSet<String>,
     ) -> Result<u64, DbErr> {
-        let facts = std::mem::take(&mut self.facts);
-        let mut new = HashSet::with_capacity(facts.len());
-        // SQLite binds at most 32,766 parameters per statement; 10 columns x 1,000 rows fits.
-        for chunk in facts.chunks(1000) {
-            let inserted = fact::Entity::insert_many(chunk.to_vec())
-                .on_conflict_do_nothing_on([fact::Column::TenantId, fact::Column::EventId])
-                .exec_with_returning_keys(txn)
-                .await?;
-            if let TryInsertResult::Inserted(keys) = inserted {
-                new.extend(keys.into_iter().map(|(_, id)| id));
-            }
-        }
+        let new = clm_store::insert_new(txn, std::mem::take(&mut self.facts)).await?;
         let mut orders: BTreeMap<OrderKey, OrderDelta> = BTreeMap::new();
         let mut firsts = entry_rollup::Firsts::default();
         for effect in std::mem::take(&mut self.effects) {

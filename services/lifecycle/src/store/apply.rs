@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityName, EntityTrait, QueryFilter, TryInsertResult};
+use sea_orm::{ColumnTrait, EntityName, EntityTrait, QueryFilter};
 
 use super::Store;
 use super::engine::{self, ContactState, save_facts};
@@ -338,26 +338,12 @@ async fn new_ids(
     let (by_activity, by_id): (Vec<&Signal>, Vec<&Signal>) = signals.iter().partition(|s| {
         matches!(s.kind, SignalKind::Interaction { .. }) && !erased.contains(&s.contact_id)
     });
-    let mut new = HashSet::with_capacity(signals.len());
-    // SQLite binds at most 32,766 parameters per statement; 3 columns x 1,000 rows fits.
-    for chunk in by_id.chunks(1000) {
-        let inserted = applied_signal::Entity::insert_many(chunk.iter().map(|s| {
-            applied_signal::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                event_id: Set(s.event_id.clone()),
-                applied_at: Set(now),
-            }
-        }))
-        .on_conflict_do_nothing_on([
-            applied_signal::Column::TenantId,
-            applied_signal::Column::EventId,
-        ])
-        .exec_with_returning_keys(txn)
-        .await?;
-        if let TryInsertResult::Inserted(keys) = inserted {
-            new.extend(keys.into_iter().map(|(_, id)| id));
-        }
-    }
+    let rows = by_id.iter().map(|s| applied_signal::ActiveModel {
+        tenant_id: Set(tenant.to_owned()),
+        event_id: Set(s.event_id.clone()),
+        applied_at: Set(now),
+    });
+    let mut new = clm_store::insert_new(txn, rows.collect()).await?;
     let ids: Vec<String> = by_activity.iter().map(|s| s.event_id.clone()).collect();
     let recorded =
         clm_store::find_event_ids(txn, activity::Entity.table_name(), tenant, &ids).await?;

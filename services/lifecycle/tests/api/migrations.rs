@@ -2,6 +2,7 @@
 
 use clm_lifecycle::store::migration::Migrator;
 use clm_testkit::{backend_tests, check_migration_swaps_index};
+use sea_orm_migration::MigratorTrait;
 
 backend_tests!(
     the_activities_index_covers_the_facts_and_rolls_back,
@@ -9,9 +10,14 @@ backend_tests!(
         let conn = clm_store::connect("lifecycle", db.location())
             .await
             .unwrap();
+        let later = Migrator::migrations().len() as u32
+            - clm_testkit::migrations_before::<Migrator>(
+                "m20261201_000001_cover_activities_by_contact",
+            )
+            - 1;
         check_migration_swaps_index::<Migrator>(
             &conn,
-            1,
+            later,
             "activities",
             "activities_by_contact",
             "activities_by_contact_covering",
@@ -25,15 +31,16 @@ backend_tests!(
     |db: clm_testkit::TestDatabase| async move {
         use clm_lifecycle::store::entities::activity;
         use sea_orm::{ActiveValue::Set, EntityTrait};
-        use sea_orm_migration::MigratorTrait;
 
         let conn = clm_store::connect("lifecycle", db.location())
             .await
             .unwrap();
         // As a build before left it: "a" applied with its activity, "gone" applied by a
         // contact erased since, "band" another signal.
-        let steps = Migrator::migrations().len() as u32;
-        Migrator::up(&conn, Some(steps - 1)).await.unwrap();
+        let before = clm_testkit::migrations_before::<Migrator>(
+            "m20261203_000001_forget_ids_kept_by_activities",
+        );
+        Migrator::up(&conn, Some(before)).await.unwrap();
         clm_testkit::record_event_ids(&conn, "applied_signals", "t", &["a", "gone", "band"]).await;
         activity::Entity::insert(activity::ActiveModel {
             tenant_id: Set("t".into()),

@@ -6,7 +6,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityName, EntityTrait,
-    QueryFilter, QuerySelect, Statement, TryInsertResult,
+    QueryFilter, QuerySelect, Statement,
 };
 
 use super::entities::{applied_event, band_event, history, ledger, profile, score, tombstone};
@@ -343,29 +343,8 @@ async fn record_event_ids(
             }),
         }
     }
-    let mut new_ids = HashSet::with_capacity(events.len());
-    // SQLite binds at most 32,766 parameters per statement; 6 columns x 1,000 rows fits.
-    for chunk in histories.chunks(1000) {
-        let inserted = history::Entity::insert_many(chunk.to_vec())
-            .on_conflict_do_nothing_on([history::Column::TenantId, history::Column::EventId])
-            .exec_with_returning_keys(txn)
-            .await?;
-        if let TryInsertResult::Inserted(keys) = inserted {
-            new_ids.extend(keys.into_iter().map(|(_, id)| id));
-        }
-    }
-    for chunk in others.chunks(1000) {
-        let inserted = applied_event::Entity::insert_many(chunk.to_vec())
-            .on_conflict_do_nothing_on([
-                applied_event::Column::TenantId,
-                applied_event::Column::EventId,
-            ])
-            .exec_with_returning_keys(txn)
-            .await?;
-        if let TryInsertResult::Inserted(keys) = inserted {
-            new_ids.extend(keys.into_iter().map(|(_, id)| id));
-        }
-    }
+    let mut new_ids = clm_store::insert_new(txn, histories).await?;
+    new_ids.extend(clm_store::insert_new(txn, others).await?);
     Ok(new_ids)
 }
 

@@ -4,12 +4,8 @@ use clm_scoring::store::migration::Migrator;
 use clm_testkit::{backend_tests, check_migration_swaps_index};
 use sea_orm_migration::MigratorTrait;
 
-/// How many migrations run before the one named `name`.
 fn step_named(name: &str) -> u32 {
-    Migrator::migrations()
-        .iter()
-        .position(|m| m.name() == name)
-        .expect("a migration of that name") as u32
+    clm_testkit::migrations_before::<Migrator>(name)
 }
 
 backend_tests!(
