@@ -12,7 +12,7 @@ use clm_proto::contacts::v1::contacts_service_client::ContactsServiceClient;
 use clm_proto::scoring::v1 as spb;
 use clm_proto::scoring::v1::scoring_service_client::ScoringServiceClient;
 use clm_runtime::Shutdown;
-use clm_testkit::backend_tests;
+use clm_testkit::{TestDatabase, backend_tests};
 
 fn now_minus(days: i64) -> prost_types::Timestamp {
     let t = chrono::Utc::now() - chrono::Duration::days(days);
@@ -146,6 +146,36 @@ backend_tests!(
     }
 );
 
+/// Records `interactions` in one stream, 250 to a message; returns how many were accepted.
+async fn record(
+    contacts: &mut ContactsServiceClient<tonic::transport::Channel>,
+    interactions: Vec<cpb::Interaction>,
+) -> u64 {
+    let batches: Vec<cpb::RecordInteractionsRequest> = interactions
+        .chunks(250)
+        .map(|chunk| cpb::RecordInteractionsRequest {
+            interactions: chunk.to_vec(),
+        })
+        .collect();
+    contacts
+        .record_interactions(tokio_stream::iter(batches))
+        .await
+        .unwrap()
+        .into_inner()
+        .accepted
+}
+
+/// Scoring's database, once contacts' outbox to scoring is empty.
+async fn scoring_db_once_drained(db: &TestDatabase) -> sea_orm::DatabaseConnection {
+    let contacts_db = clm_store::connect("contacts", db.location()).await.unwrap();
+    eventually(Duration::from_secs(60), || {
+        let db = contacts_db.clone();
+        async move { (clm_outbox::stats(&db, "scoring").await.ok()?.depth == 0).then_some(()) }
+    })
+    .await;
+    clm_store::connect("scoring", db.location()).await.unwrap()
+}
+
 backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     let shutdown = Shutdown::new();
     let scoring_addr = free_addr(); // nothing listens here yet
@@ -155,23 +185,12 @@ backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     for i in 0..10 {
         ids.push(create(&mut contacts, &format!("p{i}@example.com"), "").await);
     }
-    let batches: Vec<cpb::RecordInteractionsRequest> = (0..4)
-        .map(|b| cpb::RecordInteractionsRequest {
-            interactions: (0..250)
-                .map(|i| {
-                    let n = b * 250 + i;
-                    interaction(&format!("i{n}"), &ids[n % 10], "form_submit")
-                })
-                .collect(),
-        })
+    let interactions = (0..1000)
+        .map(|n| interaction(&format!("i{n}"), &ids[n % 10], "form_submit"))
         .collect();
-    let reply = contacts
-        .record_interactions(tokio_stream::iter(batches))
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        reply.accepted, 1000,
+        record(&mut contacts, interactions).await,
+        1000,
         "contacts accepts writes while scoring is down"
     );
 
@@ -184,12 +203,7 @@ backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     );
 
     let mut scores = ScoringServiceClient::new(start_scoring(&db, scoring_addr, &shutdown).await);
-    eventually(Duration::from_secs(60), || {
-        let db = contacts_db.clone();
-        async move { (clm_outbox::stats(&db, "scoring").await.ok()?.depth == 0).then_some(()) }
-    })
-    .await;
-    let scoring_db = clm_store::connect("scoring", db.location()).await.unwrap();
+    let scoring_db = scoring_db_once_drained(&db).await;
     use clm_scoring::store::entities::{applied_event, history, ledger};
     assert_eq!(
         history::Entity::find().count(&scoring_db).await.unwrap(),
@@ -224,6 +238,38 @@ backend_tests!(nothing_is_lost_while_scoring_is_down, |db| async move {
     }
     shutdown.trigger();
 });
+
+backend_tests!(
+    a_backlog_heavier_than_one_request_reaches_scoring,
+    |db| async move {
+        let shutdown = Shutdown::new();
+        let scoring_addr = free_addr(); // nothing listens here yet
+        let mut contacts =
+            ContactsServiceClient::new(start_contacts(&db, scoring_addr, &shutdown).await);
+        let id = create(&mut contacts, "heavy@example.com", "").await;
+        // 2,000 interactions of ~4 KB wait in the outbox: 8 MB, one claim's worth, twice
+        // the largest request scoring takes.
+        let interactions = (0..2000)
+            .map(|n| cpb::Interaction {
+                properties: (0..4)
+                    .map(|k| (format!("note_{k}"), "x".repeat(1000)))
+                    .collect(),
+                ..interaction(&format!("h{n}"), &id, "page_view")
+            })
+            .collect();
+        assert_eq!(record(&mut contacts, interactions).await, 2000);
+
+        start_scoring(&db, scoring_addr, &shutdown).await;
+        let scoring_db = scoring_db_once_drained(&db).await;
+        use clm_scoring::store::entities::history;
+        assert_eq!(
+            history::Entity::find().count(&scoring_db).await.unwrap(),
+            2000,
+            "every interaction applied"
+        );
+        shutdown.trigger();
+    }
+);
 
 /// Delivers to the real scoring service but reports failure after the first `lose`
 /// successful calls' replies, as if the acknowledgement was lost on the way back.

@@ -60,17 +60,37 @@ async fn enqueue_each(conn: &DatabaseConnection, messages: Vec<NewMessage>) {
 }
 
 /// A receiver that dedupes by (tenant, event) like the real ones, counts how often each
-/// message arrived, and can be told to lose its acknowledgement after applying.
+/// message arrived, and can be told to lose its acknowledgement after applying (the next
+/// `lose_acks` calls', or call number `lose_ack_of_call`'s), or to refuse calls heavier
+/// than `max_bytes` as a gRPC server refuses a request over its message size.
 #[derive(Clone, Default)]
 struct Receiver {
     applied: Arc<Mutex<HashMap<(String, String), u32>>>,
     received: Arc<Mutex<HashMap<(String, String), u32>>>,
     lose_acks: Arc<Mutex<u32>>,
+    lose_ack_of_call: Option<u32>,
+    max_bytes: Option<usize>,
+    /// Each call's request size: its messages and, per message, a tag and a length.
+    calls: Arc<Mutex<Vec<usize>>>,
 }
 
 #[async_trait::async_trait]
 impl Deliver for Receiver {
     async fn deliver(&self, tenant: &str, batch: &[Message]) -> Result<(), DeliveryError> {
+        let bytes = batch
+            .iter()
+            .map(|m| m.payload.len() + 1 + prost::length_delimiter_len(m.payload.len()))
+            .sum();
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(bytes);
+            calls.len() as u32
+        };
+        if self.max_bytes.is_some_and(|max| bytes > max) {
+            return Err(DeliveryError(format!(
+                "OutOfRange: decoded message length too large: found {bytes} bytes"
+            )));
+        }
         let mut applied = self.applied.lock().unwrap();
         let mut received = self.received.lock().unwrap();
         for m in batch {
@@ -79,6 +99,11 @@ impl Deliver for Receiver {
             *received.entry(key.clone()).or_default() += 1;
             // Dedupe: a message seen before changes nothing.
             applied.entry(key).or_insert(1);
+        }
+        if self.lose_ack_of_call == Some(call) {
+            return Err(DeliveryError(
+                "applied, but the acknowledgement was lost".into(),
+            ));
         }
         let mut lose = self.lose_acks.lock().unwrap();
         if *lose > 0 {
@@ -152,6 +177,7 @@ fn fast() -> RelayOptions {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(5),
         breaker_threshold: 3,
+        max_call_bytes: clm_runtime::DEFAULT_MAX_MESSAGE_BYTES,
     }
 }
 
@@ -312,6 +338,78 @@ backend_tests!(
             0,
             "delivered rows are removed"
         );
+    }
+);
+
+/// `n` messages of `tenant` whose ids (and so payloads) are `e00000` ... padded with
+/// `-` to 1 to 600 bytes more, varying.
+fn heavy_backlog(n: usize, tenant: &str) -> Vec<NewMessage> {
+    (0..n)
+        .map(|i| {
+            let padding = "-".repeat(1 + i * 97 % 600);
+            message(tenant, &format!("e{i:05}{padding}"))
+        })
+        .collect()
+}
+
+backend_tests!(
+    calls_stay_within_the_receivers_largest_message,
+    |db| async move {
+        let conn = open(&db).await;
+        // Three rows of 100 messages, ~300 bytes each: 50 to a claim are ~15 KB.
+        enqueue(&conn, 1, heavy_backlog(300, "t1")).await.unwrap();
+        let receiver = Receiver {
+            max_bytes: Some(4000),
+            ..Receiver::default()
+        };
+        let options = RelayOptions {
+            max_call_bytes: 4000,
+            ..fast()
+        };
+        drain(&relay(&conn, receiver.clone(), options)).await;
+        let calls = receiver.calls.lock().unwrap().clone();
+        assert!(
+            calls.iter().all(|bytes| *bytes <= 4000),
+            "calls of {calls:?} bytes"
+        );
+        assert!(calls.len() > 300 / 50, "claims were cut into calls");
+        let received = receiver.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 300, "every message arrived");
+        assert!(received.values().all(|n| *n == 1), "each once");
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
+    }
+);
+
+backend_tests!(
+    a_row_cut_by_a_failed_call_is_sent_again_whole,
+    |db| async move {
+        let conn = open(&db).await;
+        // One row of 100 messages of ~300 bytes, cut into calls of ~3 KB; the third
+        // call's acknowledgement is lost: the calls after it are not made, and the row
+        // stays until all of it has arrived.
+        enqueue(&conn, 1, heavy_backlog(100, "t1")).await.unwrap();
+        let receiver = Receiver {
+            lose_ack_of_call: Some(3),
+            ..Receiver::default()
+        };
+        let options = RelayOptions {
+            batch_size: 100,
+            max_call_bytes: 3000,
+            ..fast()
+        };
+        drain(&relay(&conn, receiver.clone(), options)).await;
+        let received = receiver.received.lock().unwrap().clone();
+        assert_eq!(
+            receiver.applied.lock().unwrap().len(),
+            100,
+            "every message arrived"
+        );
+        let twice = received.values().filter(|n| **n == 2).count();
+        assert!(
+            twice > 0 && received.values().all(|n| *n <= 2),
+            "the first three calls' messages arrived twice, the rest once: {received:?}"
+        );
+        assert_eq!(stats(&conn, "receiver").await.unwrap().depth, 0);
     }
 );
 

@@ -149,6 +149,15 @@ fn serve_options(
     })
 }
 
+/// How a service's relays deliver: in calls no larger than the receivers take (every
+/// service of the suite runs with the same `--max-message-bytes`).
+fn relay_options(args: &ServerArgs) -> clm_outbox::RelayOptions {
+    clm_outbox::RelayOptions {
+        max_call_bytes: args.max_message_bytes,
+        ..clm_outbox::RelayOptions::default()
+    }
+}
+
 /// Contacts, delivering to (scoring, analytics).
 async fn contacts_app(
     args: &ServerArgs,
@@ -167,7 +176,7 @@ async fn contacts_app(
         admin_listen: admin_addr(args, 0),
         scoring_addr: Some(peers.0),
         analytics_addr: Some(peers.1),
-        relay: clm_outbox::RelayOptions::default(),
+        relay: relay_options(args),
         max_stream_items: clm_contacts::MAX_STREAM_ITEMS,
     };
     let app = clm_contacts::Application::build(config).await?;
@@ -211,6 +220,7 @@ async fn lifecycle_app(
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args, "clm-lifecycle", listen)?;
+    config.relay = relay_options(args);
     config.analytics_addr = Some(analytics_addr);
     config.admin_listen = admin_addr(args, 2);
     let app = clm_lifecycle::Application::build(config).await?;
@@ -238,6 +248,7 @@ async fn scoring_app(
     config.page_token_secret.clone_from(&args.page_token_secret);
     config.max_message_bytes = args.max_message_bytes;
     config.serve = serve_options(args, "clm-scoring", listen)?;
+    config.relay = relay_options(args);
     config.lifecycle_addr = Some(lifecycle_addr);
     config.admin_listen = admin_addr(args, 1);
     let app = clm_scoring::Application::build(config).await?;
