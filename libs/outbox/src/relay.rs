@@ -237,8 +237,8 @@ impl<D: Deliver> Relay<D> {
         if ids.is_empty() {
             return Ok(());
         }
-        let _gate = clm_store::write_gate(&self.db).await;
-        store::unlease(&self.db, ids).await
+        let gate = clm_store::write_gate(&self.db).await;
+        store::unlease(gate.db(), ids).await
     }
 
     /// One round of `run`: delivers the rows claimed ahead (or claims now), and meanwhile
@@ -286,14 +286,14 @@ impl<D: Deliver> Relay<D> {
         delivered: &mut Vec<i64>,
     ) -> Result<Vec<Message>, sea_orm::DbErr> {
         let now = micros_now();
-        let _gate = clm_store::write_gate(&self.db).await;
+        let gate = clm_store::write_gate(&self.db).await;
         if !delivered.is_empty() {
-            store::acknowledge(&self.db, delivered).await?;
+            store::acknowledge(gate.db(), delivered).await?;
             delivered.clear();
         }
         let batch = self.options.batch_size;
         let claimed = store::claim(
-            &self.db,
+            gate.db(),
             self.target,
             now,
             now + micros(self.options.lease),
@@ -316,8 +316,8 @@ impl<D: Deliver> Relay<D> {
         if delivered.is_empty() {
             return Ok(());
         }
-        let _gate = clm_store::write_gate(&self.db).await;
-        store::acknowledge(&self.db, delivered).await?;
+        let gate = clm_store::write_gate(&self.db).await;
+        store::acknowledge(gate.db(), delivered).await?;
         delivered.clear();
         Ok(())
     }
@@ -376,9 +376,9 @@ impl<D: Deliver> Relay<D> {
                     error = %error,
                     "delivery failed"
                 );
-                let _gate = clm_store::write_gate(&self.db).await;
+                let gate = clm_store::write_gate(&self.db).await;
                 store::release(
-                    &self.db,
+                    gate.db(),
                     &row_ids(again),
                     micros_now() + micros(delay),
                     &error.0,

@@ -15,7 +15,7 @@ pub mod schema;
 mod write;
 
 pub use dedupe::{find_event_ids, forget_ids_kept_by, insert_new, keep_event_ids};
-pub use write::{WriteTxn, begin_write, write_gate};
+pub use write::{WriteGate, WriteTxn, begin_write, write_gate};
 
 /// Errors while opening a database.
 #[derive(Debug, thiserror::Error)]
@@ -70,9 +70,23 @@ const ROW_BUFFER: usize = 4096;
 const SQLITE_CACHE_SIZE: &str = "-16384";
 
 async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
+    let db = Database::connect(sqlite_options(path, 8)).await?;
+    // Writes go through a pool of their own, of one connection (see `write::WRITERS`); it
+    // lets its connection go after a minute without writes.
+    let mut writer = sqlite_options(path, 1);
+    writer
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(60));
+    write::register_writer(Database::connect(writer).await?);
+    Ok(db)
+}
+
+/// How every connection to the SQLite file at `path` is opened, in pools of up to
+/// `max_connections`.
+fn sqlite_options(path: &Path, max_connections: u32) -> ConnectOptions {
     let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
     options
-        .max_connections(8)
+        .max_connections(max_connections)
         .min_connections(1)
         .sqlx_logging(false)
         // A file does not go away under an open connection: no ping (a round trip to the
@@ -107,7 +121,7 @@ async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
                 // as pages are read, so an idle service stays small.
                 .pragma("cache_size", SQLITE_CACHE_SIZE)
         });
-    Ok(Database::connect(options).await?)
+    options
 }
 
 async fn connect_postgres(url: &str, schema: &str) -> Result<DatabaseConnection, StoreError> {
@@ -152,13 +166,15 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// removes it, so a stopped service's file holds all its data (a copy of it is a whole
 /// backup); a service that exits with connections open leaves its log for the next start.
 pub async fn close(db: &DatabaseConnection) {
-    match tokio::time::timeout(CLOSE_WAIT, db.close_by_ref()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "closing the database failed"),
-        Err(_) => tracing::warn!(
-            wait_s = CLOSE_WAIT.as_secs(),
-            "database connections still in use; leaving them open"
-        ),
+    for pool in write::take_writer(db).iter().chain([db]) {
+        match tokio::time::timeout(CLOSE_WAIT, pool.close_by_ref()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "closing the database failed"),
+            Err(_) => tracing::warn!(
+                wait_s = CLOSE_WAIT.as_secs(),
+                "database connections still in use; leaving them open"
+            ),
+        }
     }
 }
 

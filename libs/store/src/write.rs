@@ -21,36 +21,102 @@ use tokio::sync::OwnedMutexGuard;
 static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Mutex::default);
 
-/// Waits for the right to write to `db` and holds it until the guard is dropped; `None` on
-/// PostgreSQL. Hold it around a write that runs outside [`begin_write`].
-pub async fn write_gate(db: &DatabaseConnection) -> Option<OwnedMutexGuard<()>> {
+/// The connection each SQLite file opened by this process is written through.
+///
+/// SQLite empties a connection's page cache when it begins a transaction after another
+/// connection changed the file. Writes taken from the pool in turn therefore each began
+/// with an empty cache and read every page they touched again; written through one
+/// connection, they keep finding the index pages the writes before them left.
+static WRITERS: LazyLock<Mutex<HashMap<PathBuf, DatabaseConnection>>> =
+    LazyLock::new(Mutex::default);
+
+fn sqlite_file(db: &DatabaseConnection) -> PathBuf {
+    db.get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_path_buf()
+}
+
+/// Registers `writer` as the pool its SQLite file is written through, unless the file
+/// has one already.
+pub(crate) fn register_writer(writer: DatabaseConnection) {
+    WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(sqlite_file(&writer))
+        .or_insert(writer);
+}
+
+/// Forgets and returns the connection `db`'s file is written through (for closing it).
+pub(crate) fn take_writer(db: &DatabaseConnection) -> Option<DatabaseConnection> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
     }
-    let file = db
-        .get_sqlite_connection_pool()
-        .connect_options()
-        .get_filename()
-        .to_path_buf();
+    WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&sqlite_file(db))
+}
+
+/// The right to write to a database, held until dropped, with the connection to write
+/// through: on SQLite the file's one writing connection (or `db` when it has none), on
+/// PostgreSQL `db` itself, with no gate (it locks rows, not the database).
+pub struct WriteGate {
+    db: DatabaseConnection,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteGate {
+    /// The connection to write through while the gate is held.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// True when the gate is held (SQLite); PostgreSQL needs none.
+    pub fn is_held(&self) -> bool {
+        self._gate.is_some()
+    }
+}
+
+/// Waits for the right to write to `db` and holds it until the returned gate is dropped.
+/// Hold it around a write that runs outside [`begin_write`], made through [`WriteGate::db`].
+pub async fn write_gate(db: &DatabaseConnection) -> WriteGate {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return WriteGate {
+            db: db.clone(),
+            _gate: None,
+        };
+    }
+    let file = sqlite_file(db);
     let gate = GATES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(file)
+        .entry(file.clone())
         .or_default()
         .clone();
-    Some(gate.lock_owned().await)
+    let guard = gate.lock_owned().await;
+    let writer = WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&file)
+        .cloned();
+    WriteGate {
+        db: writer.unwrap_or_else(|| db.clone()),
+        _gate: Some(guard),
+    }
 }
 
 /// Begins a transaction that will write. On SQLite it waits for the database's write gate
-/// and then takes the write lock at BEGIN (`BEGIN IMMEDIATE`): a deferred transaction that
-/// reads first and writes later cannot wait for the lock and fails with "database is
-/// locked" under concurrent writers.
+/// and then takes the write lock at BEGIN (`BEGIN IMMEDIATE`), on the file's writing
+/// connection: a deferred transaction that reads first and writes later cannot wait for
+/// the lock and fails with "database is locked" under concurrent writers.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
     use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
     // Names the database on the caller's `db.transaction` span, where it has one.
     tracing::Span::current().record("db.system.name", crate::system_name(db));
     let gate = write_gate(db).await;
-    let txn = db
+    let txn = gate
+        .db()
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -64,7 +130,7 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
 pub struct WriteTxn {
     // Declared first: dropped (rolled back) before the gate opens.
     txn: DatabaseTransaction,
-    _gate: Option<OwnedMutexGuard<()>>,
+    _gate: WriteGate,
 }
 
 impl WriteTxn {

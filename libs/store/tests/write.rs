@@ -108,7 +108,7 @@ async fn postgres_needs_no_gate() {
     let conn = clm_store::connect("write_test", db.location())
         .await
         .unwrap();
-    assert!(clm_store::write_gate(&conn).await.is_none());
+    assert!(!clm_store::write_gate(&conn).await.is_held());
 }
 
 backend_tests!(
@@ -182,6 +182,39 @@ async fn sqlite_connections_carry_their_settings() {
         }
         // synchronous 2 is FULL, temp_store 2 is MEMORY.
         assert_eq!(settings, ["wal", "2", "1", "2", "10000", "-16384"]);
+    }
+}
+
+/// SQLite empties a connection's page cache when it begins a transaction after another
+/// connection changed the file: writes go through one connection of their own, whichever
+/// connections the pool hands to readers meanwhile.
+#[tokio::test]
+async fn sqlite_writes_go_through_one_connection() {
+    let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
+    let conn = open(&db).await;
+    // A temporary table is seen by the connection that created it alone.
+    let txn = clm_store::begin_write(&conn).await.unwrap();
+    txn.execute_unprepared("CREATE TEMP TABLE mine (x INTEGER)")
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    for _ in 0..3 {
+        // Readers hold three pooled connections at once, then give them back.
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            readers.push(conn.begin().await.unwrap());
+        }
+        drop(readers);
+        let txn = clm_store::begin_write(&conn).await.unwrap();
+        txn.execute_unprepared("INSERT INTO mine VALUES (1)")
+            .await
+            .expect("a write transaction on the writing connection");
+        txn.commit().await.unwrap();
+        let gate = clm_store::write_gate(&conn).await;
+        gate.db()
+            .execute_unprepared("INSERT INTO mine VALUES (2)")
+            .await
+            .expect("a write under the gate on the writing connection");
     }
 }
 
