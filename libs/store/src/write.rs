@@ -63,7 +63,7 @@ pub(crate) fn take_writer(db: &DatabaseConnection) -> Option<DatabaseConnection>
 /// PostgreSQL `db` itself, with no gate (it locks rows, not the database).
 pub struct WriteGate {
     db: DatabaseConnection,
-    _gate: Option<OwnedMutexGuard<()>>,
+    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl WriteGate {
@@ -74,7 +74,7 @@ impl WriteGate {
 
     /// True when the gate is held (SQLite); PostgreSQL needs none.
     pub fn is_held(&self) -> bool {
-        self._gate.is_some()
+        self.guard.is_some()
     }
 }
 
@@ -84,7 +84,7 @@ pub async fn write_gate(db: &DatabaseConnection) -> WriteGate {
     if db.get_database_backend() != DbBackend::Sqlite {
         return WriteGate {
             db: db.clone(),
-            _gate: None,
+            guard: None,
         };
     }
     let file = sqlite_file(db);
@@ -102,7 +102,7 @@ pub async fn write_gate(db: &DatabaseConnection) -> WriteGate {
         .cloned();
     WriteGate {
         db: writer.unwrap_or_else(|| db.clone()),
-        _gate: Some(guard),
+        guard: Some(guard),
     }
 }
 
