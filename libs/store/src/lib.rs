@@ -77,7 +77,7 @@ async fn connect_sqlite(path: &Path) -> Result<DatabaseConnection, StoreError> {
     writer
         .min_connections(0)
         .idle_timeout(Duration::from_secs(60));
-    write::register_writer(Database::connect(writer).await?);
+    write::register_writer(Database::connect(writer).await?).await;
     Ok(db)
 }
 
@@ -166,7 +166,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// removes it, so a stopped service's file holds all its data (a copy of it is a whole
 /// backup); a service that exits with connections open leaves its log for the next start.
 pub async fn close(db: &DatabaseConnection) {
-    for pool in write::take_writer(db).iter().chain([db]) {
+    // The writing connection first, once the write in progress (if any) has finished.
+    let writer = tokio::time::timeout(CLOSE_WAIT, write::take_writer(db))
+        .await
+        .ok()
+        .flatten();
+    for pool in writer.iter().chain([db]) {
         match tokio::time::timeout(CLOSE_WAIT, pool.close_by_ref()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "closing the database failed"),

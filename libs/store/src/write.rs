@@ -17,45 +17,46 @@ use sea_orm::{
 };
 use tokio::sync::OwnedMutexGuard;
 
-/// The gate of each SQLite file opened by this process.
-static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Mutex::default);
-
-/// The connection each SQLite file opened by this process is written through.
+/// The gate of each SQLite file opened by this process, guarding the connection the file
+/// is written through (`None` before one is registered and after it is closed; writes
+/// then go through the caller's pool).
 ///
 /// SQLite empties a connection's page cache when it begins a transaction after another
 /// connection changed the file. Writes taken from the pool in turn therefore each began
 /// with an empty cache and read every page they touched again; written through one
 /// connection, they keep finding the index pages the writes before them left.
-static WRITERS: LazyLock<Mutex<HashMap<PathBuf, DatabaseConnection>>> =
-    LazyLock::new(Mutex::default);
+type Gate = Arc<tokio::sync::Mutex<Option<DatabaseConnection>>>;
 
-fn sqlite_file(db: &DatabaseConnection) -> PathBuf {
-    db.get_sqlite_connection_pool()
+static GATES: LazyLock<Mutex<HashMap<PathBuf, Gate>>> = LazyLock::new(Mutex::default);
+
+/// The gate of the SQLite file `db` opens.
+fn gate_of(db: &DatabaseConnection) -> Gate {
+    let file = db
+        .get_sqlite_connection_pool()
         .connect_options()
         .get_filename()
-        .to_path_buf()
+        .to_path_buf();
+    GATES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(file)
+        .or_default()
+        .clone()
 }
 
 /// Registers `writer` as the pool its SQLite file is written through, unless the file
 /// has one already.
-pub(crate) fn register_writer(writer: DatabaseConnection) {
-    WRITERS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(sqlite_file(&writer))
-        .or_insert(writer);
+pub(crate) async fn register_writer(writer: DatabaseConnection) {
+    gate_of(&writer).lock().await.get_or_insert(writer);
 }
 
-/// Forgets and returns the connection `db`'s file is written through (for closing it).
-pub(crate) fn take_writer(db: &DatabaseConnection) -> Option<DatabaseConnection> {
+/// Forgets and returns the connection `db`'s file is written through (for closing it),
+/// once the writer before has finished.
+pub(crate) async fn take_writer(db: &DatabaseConnection) -> Option<DatabaseConnection> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
     }
-    WRITERS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .remove(&sqlite_file(db))
+    gate_of(db).lock().await.take()
 }
 
 /// The right to write to a database, held until dropped, with the connection to write
@@ -63,13 +64,16 @@ pub(crate) fn take_writer(db: &DatabaseConnection) -> Option<DatabaseConnection>
 /// PostgreSQL `db` itself, with no gate (it locks rows, not the database).
 pub struct WriteGate {
     db: DatabaseConnection,
-    guard: Option<OwnedMutexGuard<()>>,
+    guard: Option<OwnedMutexGuard<Option<DatabaseConnection>>>,
 }
 
 impl WriteGate {
     /// The connection to write through while the gate is held.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        self.guard
+            .as_deref()
+            .and_then(Option::as_ref)
+            .unwrap_or(&self.db)
     }
 
     /// True when the gate is held (SQLite); PostgreSQL needs none.
@@ -81,28 +85,14 @@ impl WriteGate {
 /// Waits for the right to write to `db` and holds it until the returned gate is dropped.
 /// Hold it around a write that runs outside [`begin_write`], made through [`WriteGate::db`].
 pub async fn write_gate(db: &DatabaseConnection) -> WriteGate {
-    if db.get_database_backend() != DbBackend::Sqlite {
-        return WriteGate {
-            db: db.clone(),
-            guard: None,
-        };
-    }
-    let file = sqlite_file(db);
-    let gate = GATES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(file.clone())
-        .or_default()
-        .clone();
-    let guard = gate.lock_owned().await;
-    let writer = WRITERS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&file)
-        .cloned();
+    let guard = if db.get_database_backend() == DbBackend::Sqlite {
+        Some(gate_of(db).lock_owned().await)
+    } else {
+        None
+    };
     WriteGate {
-        db: writer.unwrap_or_else(|| db.clone()),
-        guard: Some(guard),
+        db: db.clone(),
+        guard,
     }
 }
 

@@ -1429,7 +1429,9 @@ backend_tests!(
             .unwrap();
         // As a build before left it: "f" applied with its fact, "t" with its transition,
         // "gone" applied by a contact erased since, "upsert" a contact event.
-        Migrator::up(&conn, Some(8)).await.unwrap();
+        let before =
+            clm_testkit::migrations_before::<Migrator>("m20261203_000008_forget_ids_kept_by_rows");
+        Migrator::up(&conn, Some(before)).await.unwrap();
         clm_testkit::record_event_ids(
             &conn,
             "applied_events",
