@@ -99,7 +99,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         .collect();
     // SQLite binds at most 32,766 parameters per statement: 12 columns x 1,000 rows fits.
     for chunk in rows.chunks(1000) {
-        Entity::insert_many(chunk.to_vec())
+        clm_store::insert_many(db, chunk.to_vec())
             .exec_without_returning(db)
             .await?;
     }

@@ -101,7 +101,7 @@ where
     let mut new = HashSet::with_capacity(rows.len());
     // SQLite binds at most 32,766 parameters per statement: 1,000 rows of up to 32 columns.
     for chunk in rows.chunks(1000) {
-        let inserted = <A::Entity as EntityTrait>::insert_many(chunk.to_vec())
+        let inserted = crate::insert_many(conn, chunk.to_vec())
             .on_conflict_do_nothing()
             .exec_with_returning_keys(conn)
             .await?;

@@ -10,10 +10,12 @@ use sea_orm_migration::MigratorTrait;
 
 pub use sea_orm::DbErr;
 
+mod bulk;
 mod dedupe;
 pub mod schema;
 mod write;
 
+pub use bulk::insert_many;
 pub use dedupe::{find_event_ids, forget_ids_kept_by, insert_new, keep_event_ids};
 pub use write::{WriteGate, WriteTxn, begin_write, write_gate};
 

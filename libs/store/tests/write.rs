@@ -237,3 +237,120 @@ async fn a_closed_sqlite_database_leaves_no_log() {
     clm_store::close(&conn).await;
     assert!(logs().is_empty(), "{:?}", logs());
 }
+
+/// A table with a column of every kind the services store, for multi-row inserts.
+mod sample {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "samples")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub event_id: String,
+        pub at: i64,
+        pub score: Option<i32>,
+        pub points: f64,
+        pub forced: bool,
+        pub state: Vec<u8>,
+        pub attributes: Json,
+        pub note: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+async fn samples_table(conn: &DatabaseConnection) {
+    let schema = sea_orm::Schema::new(conn.get_database_backend());
+    conn.execute(&schema.create_table_from_entity(sample::Entity))
+        .await
+        .unwrap();
+}
+
+fn samples(ids: std::ops::Range<u32>) -> Vec<sample::Model> {
+    ids.map(|i| sample::Model {
+        tenant_id: "t1".into(),
+        event_id: format!("e{i}"),
+        at: 1_700_000_000_000 + i64::from(i),
+        score: (i % 3 == 0).then_some(i as i32 - 5),
+        points: f64::from(i) / 3.0,
+        forced: i % 2 == 0,
+        state: vec![0, i as u8, 0xff],
+        attributes: serde_json::json!({"plan": format!("p{i}"), "quote": "a \"b\" \\ c", "n": i}),
+        note: (i % 2 == 1).then(|| format!("line\n{i} é")),
+    })
+    .collect()
+}
+
+/// How many parameters `insert` binds on `conn`'s backend.
+fn parameters(insert: &impl sea_orm::QueryTrait, conn: &DatabaseConnection) -> usize {
+    let statement = insert.build(conn.get_database_backend());
+    statement.values.map_or(0, |values| values.0.len())
+}
+
+async fn all_samples(conn: &DatabaseConnection) -> Vec<sample::Model> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    sample::Entity::find()
+        .order_by_asc(sample::Column::At)
+        .all(conn)
+        .await
+        .unwrap()
+}
+
+backend_tests!(
+    multi_row_inserts_store_every_value_as_given,
+    |db: TestDatabase| async move {
+        use sea_orm::{IntoActiveModel, TryInsertResult};
+        let conn = db_connection(&db).await;
+        samples_table(&conn).await;
+        let rows: Vec<_> = samples(0..300)
+            .into_iter()
+            .map(IntoActiveModel::into_active_model)
+            .collect();
+        let insert = clm_store::insert_many(&conn, rows[..200].to_vec());
+        // On PostgreSQL the rows travel as one parameter; elsewhere, one per value.
+        let parameters = parameters(&insert, &conn);
+        match db.backend() {
+            Backend::Postgres => assert_eq!(parameters, 1),
+            Backend::Sqlite => assert_eq!(parameters, 200 * 9),
+        }
+        insert.exec_without_returning(&conn).await.unwrap();
+        // Conflicts are skipped and the keys returned are those of the rows taken.
+        let taken = clm_store::insert_many(&conn, rows[150..].to_vec())
+            .on_conflict_do_nothing()
+            .exec_with_returning_keys(&conn)
+            .await
+            .unwrap();
+        let TryInsertResult::Inserted(keys) = taken else {
+            panic!("rows 200..300 are new")
+        };
+        let mut keys: Vec<String> = keys.into_iter().map(|(_, id)| id).collect();
+        keys.sort_by_key(|id| id[1..].parse::<u32>().unwrap());
+        let expected: Vec<String> = (200..300).map(|i| format!("e{i}")).collect();
+        assert_eq!(keys, expected);
+        assert_eq!(all_samples(&conn).await, samples(0..300));
+    }
+);
+
+backend_tests!(
+    rows_json_cannot_carry_go_as_values,
+    |db: TestDatabase| async move {
+        use sea_orm::IntoActiveModel;
+        let conn = db_connection(&db).await;
+        samples_table(&conn).await;
+        let mut rows = samples(0..3);
+        rows[1].points = f64::INFINITY;
+        let insert = clm_store::insert_many(
+            &conn,
+            rows.iter().cloned().map(sample::Model::into_active_model),
+        );
+        let parameters = parameters(&insert, &conn);
+        assert_eq!(parameters, 3 * 9);
+        insert.exec_without_returning(&conn).await.unwrap();
+        assert_eq!(all_samples(&conn).await, rows);
+    }
+);

@@ -98,7 +98,7 @@ pub(crate) async fn refresh(
         })
         .collect();
     for chunk in rows.chunks(1000) {
-        customer_order::Entity::insert_many(chunk.to_vec())
+        clm_store::insert_many(conn, chunk.to_vec())
             .exec_without_returning(conn)
             .await?;
     }

@@ -73,7 +73,7 @@ pub(crate) async fn lower(
         if !unheld.is_empty() {
             // New pairs: the insert reports which rows it took; one a concurrent writer
             // took meanwhile is lowered below like a held one.
-            let inserted = first_event::Entity::insert_many(unheld.iter().copied().map(model))
+            let inserted = clm_store::insert_many(conn, unheld.iter().copied().map(model))
                 .on_conflict_do_nothing_on(key)
                 .exec_with_returning_keys(conn)
                 .await?;
@@ -97,7 +97,7 @@ pub(crate) async fn lower(
         }
         // Pairs held with a later instant: written only where the instant given is earlier
         // than the one held now.
-        first_event::Entity::insert_many(earlier.into_iter().map(model))
+        clm_store::insert_many(conn, earlier.into_iter().map(model))
             .on_conflict(
                 OnConflict::columns(key)
                     .update_column(first_event::Column::FirstAt)
@@ -184,7 +184,7 @@ impl Counts {
         if rows.is_empty() {
             return Ok(());
         }
-        entry_count::Entity::insert_many(rows)
+        clm_store::insert_many(conn, rows)
             .on_conflict(
                 OnConflict::columns([entry_count::Column::TenantId, entry_count::Column::Kind])
                     .values([

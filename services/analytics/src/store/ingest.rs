@@ -359,16 +359,19 @@ async fn add_orders(
     tenant: &str,
     rows: &[(OrderKey, OrderDelta)],
 ) -> Result<(), DbErr> {
-    order::Entity::insert_many(rows.iter().map(|((contact, day, currency), (amount, n))| {
-        order::ActiveModel {
-            tenant_id: Set(tenant.to_owned()),
-            contact_id: Set(contact.clone()),
-            day: Set(*day),
-            currency: Set(currency.clone()),
-            amount_micros: Set(*amount),
-            purchases: Set(*n),
-        }
-    }))
+    clm_store::insert_many(
+        txn,
+        rows.iter().map(
+            |((contact, day, currency), (amount, n))| order::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                contact_id: Set(contact.clone()),
+                day: Set(*day),
+                currency: Set(currency.clone()),
+                amount_micros: Set(*amount),
+                purchases: Set(*n),
+            },
+        ),
+    )
     .on_conflict(
         OnConflict::columns([
             order::Column::TenantId,

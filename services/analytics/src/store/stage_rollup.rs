@@ -228,16 +228,19 @@ async fn apply_totals(
         Expr::col((stage_total::Entity, column)).add(Expr::cust(format!("excluded.{name}")))
     };
     for chunk in delta.chunks(1000) {
-        stage_total::Entity::insert_many(chunk.iter().map(|((model, stage), d)| {
-            stage_total::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                model_id: Set(model.clone()),
-                stage: Set(stage.clone()),
-                current: Set(d[0]),
-                entries: Set(d[1]),
-                exits: Set(d[2]),
-            }
-        }))
+        clm_store::insert_many(
+            conn,
+            chunk
+                .iter()
+                .map(|((model, stage), d)| stage_total::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    model_id: Set(model.clone()),
+                    stage: Set(stage.clone()),
+                    current: Set(d[0]),
+                    entries: Set(d[1]),
+                    exits: Set(d[2]),
+                }),
+        )
         .on_conflict(
             OnConflict::columns([
                 stage_total::Column::TenantId,
@@ -282,15 +285,18 @@ async fn apply_moves(
 ) -> Result<(), DbErr> {
     let delta = difference(&before.moves, &after.moves, |a, b| a - b);
     for chunk in delta.chunks(1000) {
-        stage_move::Entity::insert_many(chunk.iter().map(|((model, from, to), d)| {
-            stage_move::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                model_id: Set(model.clone()),
-                from_stage: Set(from.clone()),
-                to_stage: Set(to.clone()),
-                transitions: Set(*d),
-            }
-        }))
+        clm_store::insert_many(
+            conn,
+            chunk
+                .iter()
+                .map(|((model, from, to), d)| stage_move::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    model_id: Set(model.clone()),
+                    from_stage: Set(from.clone()),
+                    to_stage: Set(to.clone()),
+                    transitions: Set(*d),
+                }),
+        )
         .on_conflict(
             OnConflict::columns([
                 stage_move::Column::TenantId,
@@ -340,15 +346,18 @@ async fn apply_ended(
     }
     let added: Vec<_> = after.ended.difference(&before.ended).collect();
     for chunk in added.chunks(1000) {
-        ended_stay::Entity::insert_many(chunk.iter().map(|(model, stage, duration, event_id)| {
-            ended_stay::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                model_id: Set(model.clone()),
-                stage: Set(stage.clone()),
-                duration: Set(*duration),
-                event_id: Set(event_id.clone()),
-            }
-        }))
+        clm_store::insert_many(
+            conn,
+            chunk.iter().map(
+                |(model, stage, duration, event_id)| ended_stay::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    model_id: Set(model.clone()),
+                    stage: Set(stage.clone()),
+                    duration: Set(*duration),
+                    event_id: Set(event_id.clone()),
+                },
+            ),
+        )
         .on_conflict_do_nothing()
         .exec_without_returning(conn)
         .await?;

@@ -87,7 +87,7 @@ impl Store {
             }
         }
         let attempted = rows.len() as u64;
-        let inserted = interaction::Entity::insert_many(rows)
+        let inserted = clm_store::insert_many(&txn, rows)
             .on_conflict_do_nothing_on([
                 interaction::Column::TenantId,
                 interaction::Column::EventId,

@@ -300,7 +300,7 @@ impl Batch {
         now: Micros,
     ) -> Result<(), LifecycleError> {
         for chunk in std::mem::take(&mut self.activities).chunks(1000) {
-            activity::Entity::insert_many(chunk.to_vec())
+            clm_store::insert_many(txn, chunk.to_vec())
                 .on_conflict_do_nothing()
                 .exec_without_returning(txn)
                 .await?;

@@ -106,21 +106,24 @@ impl Deferred {
             }
         }
         for chunk in std::mem::take(&mut self.stays).chunks(CHUNK) {
-            stage_history::Entity::insert_many(chunk.to_vec())
+            clm_store::insert_many(txn, chunk.to_vec())
                 .exec_without_returning(txn)
                 .await?;
         }
         let stages: Vec<_> = std::mem::take(&mut self.stages).into_iter().collect();
         for chunk in stages.chunks(CHUNK) {
-            contact_stage::Entity::insert_many(chunk.iter().map(|((model, contact), stage)| {
-                contact_stage::ActiveModel {
-                    tenant_id: Set(tenant.to_owned()),
-                    model_id: Set(model.clone()),
-                    contact_id: Set(contact.clone()),
-                    stage: Set(stage.clone()),
-                    entered_at: Set(now),
-                }
-            }))
+            clm_store::insert_many(
+                txn,
+                chunk
+                    .iter()
+                    .map(|((model, contact), stage)| contact_stage::ActiveModel {
+                        tenant_id: Set(tenant.to_owned()),
+                        model_id: Set(model.clone()),
+                        contact_id: Set(contact.clone()),
+                        stage: Set(stage.clone()),
+                        entered_at: Set(now),
+                    }),
+            )
             .on_conflict(
                 OnConflict::columns([
                     contact_stage::Column::TenantId,
@@ -140,7 +143,7 @@ impl Deferred {
             clm_outbox::enqueue(txn, now, chunk.to_vec()).await?;
         }
         for chunk in std::mem::take(&mut self.log).chunks(CHUNK) {
-            lifecycle_event::Entity::insert_many(chunk.to_vec())
+            clm_store::insert_many(txn, chunk.to_vec())
                 .exec_without_returning(txn)
                 .await?;
         }

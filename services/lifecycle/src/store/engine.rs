@@ -146,18 +146,21 @@ pub(crate) async fn save_facts(
 ) -> Result<(), LifecycleError> {
     // 6 columns x 1,000 rows stays under SQLite's bound-parameter limit.
     for chunk in contacts.chunks(1000) {
-        contact_fact::Entity::insert_many(chunk.iter().map(|(contact, facts)| {
-            contact_fact::ActiveModel {
-                tenant_id: Set(tenant.to_owned()),
-                contact_id: Set((*contact).clone()),
-                attributes: Set(
-                    serde_json::to_value(&facts.attributes).expect("a string map serialises")
-                ),
-                score: Set(facts.score),
-                band: Set(facts.band.clone()),
-                updated_at: Set(now),
-            }
-        }))
+        clm_store::insert_many(
+            txn,
+            chunk
+                .iter()
+                .map(|(contact, facts)| contact_fact::ActiveModel {
+                    tenant_id: Set(tenant.to_owned()),
+                    contact_id: Set((*contact).clone()),
+                    attributes: Set(
+                        serde_json::to_value(&facts.attributes).expect("a string map serialises")
+                    ),
+                    score: Set(facts.score),
+                    band: Set(facts.band.clone()),
+                    updated_at: Set(now),
+                }),
+        )
         .on_conflict(
             OnConflict::columns([
                 contact_fact::Column::TenantId,

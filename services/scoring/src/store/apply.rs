@@ -358,7 +358,7 @@ impl Pending {
     async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), ScoringError> {
         // SQLite binds at most 32,766 parameters per statement; 8 columns x 1,000 rows fits.
         for chunk in std::mem::take(&mut self.ledger).chunks(1000) {
-            ledger::Entity::insert_many(chunk.to_vec())
+            clm_store::insert_many(txn, chunk.to_vec())
                 .on_conflict_do_nothing()
                 .exec_without_returning(txn)
                 .await?;
@@ -663,12 +663,12 @@ pub(crate) async fn rescore<C: ConnectionTrait>(
             }
             // Written together: an ingest call moves dozens of contacts up a band.
             if !crossings.is_empty() {
-                band_event::Entity::insert_many(crossings)
+                clm_store::insert_many(db, crossings)
                     .on_conflict_do_nothing()
                     .exec_without_returning(db)
                     .await?;
             }
-            score::Entity::insert_many(rows)
+            clm_store::insert_many(db, rows)
                 .on_conflict(
                     OnConflict::columns([
                         score::Column::TenantId,

@@ -243,7 +243,7 @@ impl Store {
             }
         }
         for chunk in rows.chunks(1000) {
-            ledger::Entity::insert_many(chunk.to_vec())
+            clm_store::insert_many(&txn, chunk.to_vec())
                 .exec_without_returning(&txn)
                 .await?;
         }
