@@ -253,7 +253,7 @@ mod sample {
         pub score: Option<i32>,
         pub points: f64,
         pub forced: bool,
-        pub state: Vec<u8>,
+        pub state: Option<Vec<u8>>,
         pub attributes: Json,
         pub note: Option<String>,
     }
@@ -279,7 +279,7 @@ fn samples(ids: std::ops::Range<u32>) -> Vec<sample::Model> {
         score: (i % 3 == 0).then_some(i as i32 - 5),
         points: f64::from(i) / 3.0,
         forced: i % 2 == 0,
-        state: vec![0, i as u8, 0xff],
+        state: None,
         attributes: serde_json::json!({"plan": format!("p{i}"), "quote": "a \"b\" \\ c", "n": i}),
         note: (i % 2 == 1).then(|| format!("line\n{i} é")),
     })
@@ -342,15 +342,18 @@ backend_tests!(
         use sea_orm::IntoActiveModel;
         let conn = db_connection(&db).await;
         samples_table(&conn).await;
-        let mut rows = samples(0..3);
+        // A float JSON has no number for, and bytes (which would travel as hex text).
+        let mut rows = samples(0..6);
         rows[1].points = f64::INFINITY;
-        let insert = clm_store::insert_many(
-            &conn,
-            rows.iter().cloned().map(sample::Model::into_active_model),
-        );
-        let parameters = parameters(&insert, &conn);
-        assert_eq!(parameters, 3 * 9);
-        insert.exec_without_returning(&conn).await.unwrap();
+        rows[4].state = Some(vec![0, 4, 0xff]);
+        for batch in rows.chunks(3) {
+            let insert = clm_store::insert_many(
+                &conn,
+                batch.iter().cloned().map(sample::Model::into_active_model),
+            );
+            assert_eq!(parameters(&insert, &conn), 3 * 9);
+            insert.exec_without_returning(&conn).await.unwrap();
+        }
         assert_eq!(all_samples(&conn).await, rows);
     }
 );
