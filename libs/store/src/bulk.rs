@@ -5,9 +5,11 @@
 //! every row count is a statement of its own. On PostgreSQL the rows go instead as one
 //! JSON parameter that `json_populate_recordset` turns into rows of the table's own type:
 //! the statement's text depends only on the table and the columns, so each connection
-//! prepares it once, and binding it is one string. Measured outside the suite (40
-//! batches of 1,000 rows into a table of ten columns and four indexes) this took about
-//! half the time of VALUES; BENCHMARKS.md has the numbers.
+//! prepares it once, and binding it is one string. Outside the suite (40 batches of 1,000
+//! rows into a table of ten columns and four indexes) this took about half the time of
+//! VALUES; in the suite's ingest the server saves the parsing and binding (executing the
+//! inserts costs what it did) and clm the thousands of values it no longer builds and
+//! encodes per statement. BENCHMARKS.md has the numbers.
 
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, Query};
 use sea_orm::{
