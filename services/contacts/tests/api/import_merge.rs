@@ -98,6 +98,44 @@ backend_tests!(
     }
 );
 
+backend_tests!(
+    a_contact_created_by_an_import_row_is_updated_by_a_later_row_of_the_same_batch,
+    |db| async move {
+        let app = TestApp::spawn(db).await;
+        let reply = app
+            .client
+            .clone()
+            .import_contacts(tokio_stream::iter(vec![pb::ImportContactsRequest {
+                contacts: vec![
+                    row("first@example.com", "Acme"),
+                    row("twice@example.com", "Acme"),
+                    row("last@example.com", "Acme"),
+                    row("twice@example.com", "Globex"),
+                ],
+                update_existing: true,
+            }]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((reply.created, reply.updated, reply.rejected), (3, 1, 0));
+        let snapshot = app.snapshot().await;
+        let mut companies: Vec<(String, String)> = snapshot
+            .contacts
+            .iter()
+            .map(|c| (c.email.clone(), c.company.clone()))
+            .collect();
+        companies.sort();
+        assert_eq!(
+            companies,
+            [
+                ("first@example.com".to_owned(), "Acme".to_owned()),
+                ("last@example.com".to_owned(), "Acme".to_owned()),
+                ("twice@example.com".to_owned(), "Globex".to_owned()),
+            ]
+        );
+    }
+);
+
 backend_tests!(import_streams_many_batches, |db| async move {
     let app = TestApp::spawn(db).await;
     let messages: Vec<pb::ImportContactsRequest> = (0..10)
