@@ -167,13 +167,14 @@ impl Store {
                         event.occurred_at,
                         &attributes,
                     ));
-                    pending.flush(&txn).await?;
-                    upsert_profile(&txn, tenant, &contact, &attributes, now).await?;
+                    pending
+                        .profiles
+                        .insert(contact.clone(), json_map(&attributes));
                     fresh.reprofiled.insert(contact.clone());
                     touched.insert(contact, event.event_id);
                 }
                 EventKind::Merged { duplicate_id } => {
-                    pending.flush(&txn).await?;
+                    pending.flush(&txn, tenant, now).await?;
                     let Some(duplicate) = resolve(&redirects, &duplicate_id) else {
                         continue;
                     };
@@ -197,7 +198,7 @@ impl Store {
                     touched.insert(contact, event.event_id);
                 }
                 EventKind::Erased => {
-                    pending.flush(&txn).await?;
+                    pending.flush(&txn, tenant, now).await?;
                     signals.push(signals::erased(
                         &event.event_id,
                         &contact,
@@ -212,7 +213,7 @@ impl Store {
                 }
             }
         }
-        pending.flush(&txn).await?;
+        pending.flush(&txn, tenant, now).await?;
         outcome.changed = rescore(&txn, tenant, models, &touched, Some(&fresh), now).await?;
         signals::add_scores(
             &mut signals,
@@ -348,18 +349,46 @@ async fn record_event_ids(
     Ok(new_ids)
 }
 
-/// Ledger rows gathered between events that must see them.
+/// Ledger rows and profiles gathered between events that must see them (a merge or an
+/// erasure reads and rewrites both, and rescoring reads them at the end of the call).
 #[derive(Default)]
 struct Pending {
     ledger: Vec<ledger::ActiveModel>,
+    /// The latest attributes of each contact upserted since the last flush: one row per
+    /// contact, as PostgreSQL's upsert cannot change a row twice in one statement.
+    profiles: BTreeMap<String, serde_json::Value>,
 }
 
 impl Pending {
-    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<(), ScoringError> {
+    async fn flush(
+        &mut self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        now: Micros,
+    ) -> Result<(), ScoringError> {
         // SQLite binds at most 32,766 parameters per statement; 8 columns x 1,000 rows fits.
         for chunk in std::mem::take(&mut self.ledger).chunks(1000) {
             clm_store::insert_many(txn, chunk.to_vec())
                 .on_conflict_do_nothing()
+                .exec_without_returning(txn)
+                .await?;
+        }
+        let profiles: Vec<_> = std::mem::take(&mut self.profiles)
+            .into_iter()
+            .map(|(contact, attributes)| profile::ActiveModel {
+                tenant_id: Set(tenant.to_owned()),
+                contact_id: Set(contact),
+                attributes: Set(attributes),
+                updated_at: Set(now),
+            })
+            .collect();
+        for chunk in profiles.chunks(1000) {
+            clm_store::insert_many(txn, chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([profile::Column::TenantId, profile::Column::ContactId])
+                        .update_columns([profile::Column::Attributes, profile::Column::UpdatedAt])
+                        .to_owned(),
+                )
                 .exec_without_returning(txn)
                 .await?;
         }
@@ -419,29 +448,6 @@ fn resolve(redirects: &Redirects, contact: &str) -> Option<String> {
         }
     }
     Some(current)
-}
-
-async fn upsert_profile(
-    txn: &DatabaseTransaction,
-    tenant: &str,
-    contact: &str,
-    attributes: &BTreeMap<String, String>,
-    now: Micros,
-) -> Result<(), ScoringError> {
-    profile::Entity::insert(profile::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        contact_id: Set(contact.to_owned()),
-        attributes: Set(json_map(attributes)),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::columns([profile::Column::TenantId, profile::Column::ContactId])
-            .update_columns([profile::Column::Attributes, profile::Column::UpdatedAt])
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    Ok(())
 }
 
 async fn tombstone(

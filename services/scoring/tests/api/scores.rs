@@ -8,6 +8,22 @@ use clm_proto::scoring::v1 as pb;
 
 use crate::helpers::*;
 
+backend_tests!(
+    the_last_profile_of_a_contact_in_one_call_is_the_one_scored,
+    |db| async move {
+        let app = TestApp::spawn(db).await;
+        app.apply(vec![
+            upserted("u1", "c1", &[("job_title", "CTO"), ("company", "Acme")]),
+            upserted("u2", "c2", &[("job_title", "CTO"), ("company", "Acme")]),
+            upserted("u3", "c1", &[("job_title", "Intern")]),
+        ])
+        .await;
+        let (c1, c2) = (app.score("c1").await, app.score("c2").await);
+        assert!(close(c1.fit, 0.0), "{c1:?}");
+        assert!(close(c2.fit, 20.0), "{c2:?}");
+    }
+);
+
 backend_tests!(interactions_become_explainable_scores, |db| async move {
     let app = TestApp::spawn(db).await;
     app.apply(vec![
