@@ -93,11 +93,15 @@ fn as_json<A: ActiveModelTrait>(
 }
 
 /// Writes `value` as the JSON that `json_populate_recordset` reads back into the column's
-/// type: numbers and booleans as such, text as strings, JSON as itself. `None` for a value
-/// JSON cannot carry exactly, and for bytes: as hex text they travel twice their size and
-/// are parsed twice (the outbox's packed payloads, a few hundred KB a row, took twice as
-/// long to insert that way as bound in binary).
+/// type: NULL of any type as `null`, numbers and booleans as such, text as strings, JSON as
+/// itself. `None` for a value JSON cannot carry exactly, and for bytes: as hex text they
+/// travel twice their size and are parsed twice (the outbox's packed payloads, a few
+/// hundred KB a row, took twice as long to insert that way as bound in binary).
 fn write_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    if *value == value.as_null() {
+        out.extend_from_slice(b"null");
+        return Some(());
+    }
     let written = match value {
         Value::Bool(Some(v)) => serde_json::to_writer(&mut *out, v),
         Value::TinyInt(Some(v)) => serde_json::to_writer(&mut *out, v),
@@ -112,23 +116,6 @@ fn write_json(out: &mut Vec<u8>, value: &Value) -> Option<()> {
         Value::Double(Some(v)) if v.is_finite() => serde_json::to_writer(&mut *out, v),
         Value::String(Some(v)) => serde_json::to_writer(&mut *out, v),
         Value::Json(Some(v)) => serde_json::to_writer(&mut *out, v),
-        Value::Bool(None)
-        | Value::TinyInt(None)
-        | Value::SmallInt(None)
-        | Value::Int(None)
-        | Value::BigInt(None)
-        | Value::TinyUnsigned(None)
-        | Value::SmallUnsigned(None)
-        | Value::Unsigned(None)
-        | Value::BigUnsigned(None)
-        | Value::Float(None)
-        | Value::Double(None)
-        | Value::String(None)
-        | Value::Json(None)
-        | Value::Bytes(None) => {
-            out.extend_from_slice(b"null");
-            Ok(())
-        }
         _ => return None,
     };
     written.ok()
