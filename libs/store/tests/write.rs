@@ -111,6 +111,21 @@ async fn postgres_needs_no_gate() {
     assert!(!clm_store::write_gate(&conn).await.is_held());
 }
 
+/// Every pooled PostgreSQL connection searches the service's schema and plans each
+/// statement for the values bound to it (see `connect_postgres`).
+#[tokio::test]
+async fn postgres_connections_carry_their_settings() {
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
+    let conn = db_connection(&db).await;
+    for settings in
+        settings_of_three_connections(&conn, "SHOW", &["search_path", "plan_cache_mode"]).await
+    {
+        assert_eq!(settings, ["write_test", "force_custom_plan"]);
+    }
+}
+
 backend_tests!(
     an_index_is_created_again_through_a_connection_that_saw_it,
     |db: TestDatabase| async move {
@@ -148,28 +163,41 @@ async fn db_connection(db: &TestDatabase) -> DatabaseConnection {
 /// last three measured on ingest; see BENCHMARKS.md).
 #[tokio::test]
 async fn sqlite_connections_carry_their_settings() {
-    use sea_orm::Statement;
     let db = TestDatabase::new(Backend::Sqlite).await.unwrap();
     let conn = db_connection(&db).await;
-    // Held at once, so that each is a connection of its own.
+    let pragmas = [
+        "journal_mode",
+        "synchronous",
+        "foreign_keys",
+        "temp_store",
+        "wal_autocheckpoint",
+        "cache_size",
+    ];
+    for settings in settings_of_three_connections(&conn, "PRAGMA", &pragmas).await {
+        // synchronous 2 is FULL, temp_store 2 is MEMORY.
+        assert_eq!(settings, ["wal", "2", "1", "2", "10000", "-16384"]);
+    }
+}
+
+/// The values of `settings` (each read by `<verb> <setting>`) on three pooled connections,
+/// held at once so that each is a connection of its own.
+async fn settings_of_three_connections(
+    conn: &DatabaseConnection,
+    verb: &str,
+    settings: &[&str],
+) -> Vec<Vec<String>> {
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(conn.begin().await.unwrap());
     }
+    let mut values = Vec::new();
     for txn in &held {
-        let mut settings = Vec::new();
-        for pragma in [
-            "journal_mode",
-            "synchronous",
-            "foreign_keys",
-            "temp_store",
-            "wal_autocheckpoint",
-            "cache_size",
-        ] {
+        let mut of_connection = Vec::new();
+        for setting in settings {
             let row = txn
-                .query_one_raw(Statement::from_string(
+                .query_one_raw(sea_orm::Statement::from_string(
                     txn.get_database_backend(),
-                    format!("PRAGMA {pragma}"),
+                    format!("{verb} {setting}"),
                 ))
                 .await
                 .unwrap()
@@ -178,11 +206,11 @@ async fn sqlite_connections_carry_their_settings() {
                 .try_get_by_index::<String>(0)
                 .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
                 .unwrap();
-            settings.push(value);
+            of_connection.push(value);
         }
-        // synchronous 2 is FULL, temp_store 2 is MEMORY.
-        assert_eq!(settings, ["wal", "2", "1", "2", "10000", "-16384"]);
+        values.push(of_connection);
     }
+    values
 }
 
 /// SQLite empties a connection's page cache when it begins a transaction after another
