@@ -133,8 +133,7 @@ impl Store {
                     attributes,
                 } => {
                     touched.insert(event.contact_id.clone());
-                    upsert_contact(&txn, tenant, &event.contact_id, created_at, &attributes)
-                        .await?;
+                    pending.upsert(event.contact_id, created_at, attributes);
                 }
                 ContactFact::Interaction {
                     kind,
@@ -271,12 +270,20 @@ type OrderKey = (String, i64, String);
 /// What to add to an order: (amount in micros, purchases).
 type OrderDelta = (i64, i64);
 
-/// Interactions not written yet: their facts, and what each adds to the rollups.
+/// Interactions not written yet (their facts, and what each adds to the rollups), and
+/// contacts not written yet.
 #[derive(Default)]
 struct Pending {
     facts: Vec<fact::ActiveModel>,
     effects: Vec<Effect>,
+    /// By contact: when it was created, as the first of its events since the last flush
+    /// says (a stored row keeps its own), and its latest attributes. One row per contact,
+    /// as PostgreSQL's upsert cannot change a row twice in one statement.
+    contacts: BTreeMap<String, ContactRow>,
 }
+
+/// A contact as analytics keeps it: (created_at, attributes).
+type ContactRow = (i64, BTreeMap<String, String>);
 
 /// What a new interaction adds to the rollups.
 struct Effect {
@@ -288,14 +295,27 @@ struct Effect {
 }
 
 impl Pending {
-    /// Writes the facts; those whose ids were new add to the orders and first events, and
-    /// their contacts join `changed` where an order moved. Returns how many were new.
+    fn upsert(&mut self, contact: String, created_at: i64, attributes: BTreeMap<String, String>) {
+        self.contacts
+            .entry(contact)
+            .and_modify(|(_, latest)| latest.clone_from(&attributes))
+            .or_insert((created_at, attributes));
+    }
+
+    /// Writes the contacts and the facts; facts whose ids were new add to the orders and
+    /// first events, and their contacts join `changed` where an order moved. Returns how
+    /// many facts were new.
     async fn flush(
         &mut self,
         txn: &DatabaseTransaction,
         tenant: &str,
         changed: &mut BTreeSet<String>,
     ) -> Result<u64, DbErr> {
+        let contacts: Vec<_> = std::mem::take(&mut self.contacts).into_iter().collect();
+        // SQLite binds at most 32,766 parameters per statement; 6 columns x 1,000 rows fits.
+        for chunk in contacts.chunks(1000) {
+            upsert_contacts(txn, tenant, chunk).await?;
+        }
         let new = clm_store::insert_new(txn, std::mem::take(&mut self.facts)).await?;
         let mut orders: BTreeMap<OrderKey, OrderDelta> = BTreeMap::new();
         let mut firsts = entry_rollup::Firsts::default();
@@ -322,33 +342,36 @@ impl Pending {
     }
 }
 
-async fn upsert_contact(
+/// Inserts contacts, or for those stored already, replaces their attributes (a stored
+/// contact keeps its creation time): each row is (contact, (created_at, attributes)).
+async fn upsert_contacts(
     txn: &DatabaseTransaction,
     tenant: &str,
-    contact_id: &str,
-    created_at: i64,
-    attributes: &BTreeMap<String, String>,
+    rows: &[(String, ContactRow)],
 ) -> Result<(), DbErr> {
-    let text = |key: &str| attributes.get(key).cloned().unwrap_or_default();
-    contact::Entity::insert(contact::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
-        contact_id: Set(contact_id.to_owned()),
-        created_at: Set(created_at),
-        source: Set(text("source")),
-        campaign: Set(text("campaign")),
-        attributes: Set(serde_json::to_value(attributes).expect("a string map serialises")),
-    })
-    .on_conflict(
-        OnConflict::columns([contact::Column::TenantId, contact::Column::ContactId])
-            .update_columns([
-                contact::Column::Source,
-                contact::Column::Campaign,
-                contact::Column::Attributes,
-            ])
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
+    let models = rows.iter().map(|(contact_id, (created_at, attributes))| {
+        let text = |key: &str| attributes.get(key).cloned().unwrap_or_default();
+        contact::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            contact_id: Set(contact_id.clone()),
+            created_at: Set(*created_at),
+            source: Set(text("source")),
+            campaign: Set(text("campaign")),
+            attributes: Set(serde_json::to_value(attributes).expect("a string map serialises")),
+        }
+    });
+    clm_store::insert_many(txn, models)
+        .on_conflict(
+            OnConflict::columns([contact::Column::TenantId, contact::Column::ContactId])
+                .update_columns([
+                    contact::Column::Source,
+                    contact::Column::Campaign,
+                    contact::Column::Attributes,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 

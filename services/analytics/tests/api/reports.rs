@@ -1495,3 +1495,78 @@ backend_tests!(
         assert_eq!(again, (1, 2));
     }
 );
+
+/// `contact` as an upsert created at `day` with `country` among its attributes.
+fn contact_in(
+    app: &TestApp,
+    contact: &str,
+    day: i64,
+    country: &str,
+) -> clm_proto::common::v1::ContactEvent {
+    let mut event = app.contact(contact, "ads", "");
+    if let Some(clm_proto::common::v1::contact_event::Kind::Upserted(u)) = &mut event.kind {
+        u.attributes.insert("country".into(), country.into());
+        u.created_at = Some(ts(day * DAY));
+    }
+    event
+}
+
+backend_tests!(
+    a_contact_keeps_its_first_creation_and_its_last_attributes,
+    |db| async move {
+        let app = TestApp::spawn(&db).await;
+        // Months of 1970: Jan = days 0-30, Feb 31-58, Mar 59-89.
+        app.ingest(vec![
+            contact_in(&app, "a", 0, "DE"),
+            contact_in(&app, "a", 40, "FR"),
+            // A duplicate created and merged into a within the same call leaves no row.
+            contact_in(&app, "d", 0, "IT"),
+            app.merged("a", "d"),
+            contact_in(&app, "b", 35, "DE"),
+            app.interaction("a", "page_view", 4, 0),
+            app.interaction("a", "purchase", 5, 1000),
+            app.interaction("b", "page_view", 36, 0),
+            app.interaction("b", "purchase", 36, 1000),
+        ])
+        .await;
+        app.ingest(vec![contact_in(&app, "a", 70, "GB")]).await;
+        let cohorts = app
+            .client
+            .clone()
+            .get_cohort_retention(pb::GetCohortRetentionRequest {
+                currency: "EUR".into(),
+                period: clm_proto::common::v1::Period::Month as i32,
+                basis: pb::CohortBasis::Creation as i32,
+                mode: pb::RetentionMode::On as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let sizes: Vec<(i64, i64)> = cohorts
+            .cohorts
+            .iter()
+            .map(|c| (c.cohort_start.unwrap().seconds / 86_400, c.size))
+            .collect();
+        assert_eq!(sizes, [(0, 1), (31, 1)]);
+        let funnel = app
+            .client
+            .clone()
+            .get_funnel(pb::GetFunnelRequest {
+                steps: vec!["page_view".into(), "purchase".into()],
+                range: days(0, 100),
+                breakdown_by: "country".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut by_country: Vec<(String, i64)> = funnel
+            .breakdown
+            .iter()
+            .map(|f| (f.breakdown_value.clone(), f.steps[1].contacts))
+            .collect();
+        by_country.sort();
+        assert_eq!(by_country, [("DE".into(), 1), ("GB".into(), 1)]);
+    }
+);
